@@ -1,0 +1,2 @@
+"""TVTS corpus builder."""
+__version__ = "0.1.0"

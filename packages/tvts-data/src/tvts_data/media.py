@@ -1,0 +1,161 @@
+"""Reading videos: probe with ffprobe, decode chosen frames with decord (PyAV where decord fails).
+
+Both decoders return frames resized so the short side has the requested length, as RGB uint8, with the
+presentation time of each frame as the container states it (not index / fps, which drifts on VFR files).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import ffmpeg
+import numpy as np
+
+from tvts_data.stages.errors import StageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration: float
+    width: int
+    height: int
+    fps: float
+
+
+def probe_video(path: str | Path, video_id: str) -> VideoInfo:
+    """Container facts, or StageError naming what is wrong with the file."""
+    path = Path(path)
+    if not path.exists():
+        raise StageError("missing_file", f"video {video_id}: {path} does not exist")
+    if path.stat().st_size == 0:
+        raise StageError("video_unreadable", f"video {video_id}: {path} is empty (0 bytes); download it again")
+    try:
+        info = ffmpeg.probe(str(path))
+    except ffmpeg.Error as exc:  # ffprobe exits non-zero on corrupt/truncated containers
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise StageError("video_unreadable", f"video {video_id}: ffprobe cannot read {path}: "
+                         f"{detail[-1] if detail else exc}; the file is corrupt or truncated") from exc
+    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"
+               and s.get("disposition", {}).get("attached_pic", 0) == 0]
+    if not streams:
+        raise StageError("no_video_stream", f"video {video_id}: {path} has no video stream "
+                         "(audio only?); it cannot give frames")
+    stream = streams[0]
+    duration = float(info.get("format", {}).get("duration") or stream.get("duration") or 0.0)
+    if duration <= 0:
+        raise StageError("video_unreadable", f"video {video_id}: {path} reports no duration")
+    num, _, den = str(stream.get("avg_frame_rate", "0/1")).partition("/")
+    fps = float(num) / float(den or 1) if float(den or 1) else 0.0
+    return VideoInfo(duration, int(stream["width"]), int(stream["height"]), fps)
+
+
+def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the short side at `short_side`, both even (yuv420 scalers want that)."""
+    scale = short_side / min(width, height)
+    even = lambda v: max(2, int(round(v * scale / 2)) * 2)  # noqa: E731
+    return even(width), even(height)
+
+
+class FrameReader:
+    """Random access to frames by time. One instance per video; close() frees the decoder."""
+
+    def __init__(self, path: str | Path, video_id: str, short_side: int, decoder: str = "auto"):
+        self.path, self.video_id, self.short_side = str(path), video_id, short_side
+        self._impl: _DecordReader | _PyAVReader
+        if decoder in ("auto", "decord"):
+            try:
+                self._impl = _DecordReader(self.path, short_side)
+                return
+            except (RuntimeError, ValueError) as exc:  # decord raises DECORDError(RuntimeError)
+                if decoder == "decord":
+                    raise StageError("video_unreadable", f"video {video_id}: decord cannot open {path}: {exc}") from exc
+                log.info("video %s: decord cannot open %s (%s); using PyAV", video_id, path, exc)
+        self._impl = _PyAVReader(self.path, video_id, short_side)
+
+    @property
+    def decoder(self) -> str:
+        return self._impl.name
+
+    @property
+    def frame_times(self) -> np.ndarray:
+        """Presentation time (s) of every frame, ascending."""
+        return self._impl.times
+
+    def index_at(self, t: np.ndarray) -> np.ndarray:
+        """Index of the frame on screen at each time t: the last frame whose time is <= t."""
+        idx = np.searchsorted(self.frame_times, np.asarray(t) + 1e-6, side="right") - 1
+        return np.clip(idx, 0, len(self.frame_times) - 1)
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames at these indices, in the order asked."""
+        try:
+            return self._impl.get(np.asarray(indices, dtype=np.int64))
+        except (RuntimeError, ValueError, EOFError) as exc:  # decoder errors mid-stream (truncated files)
+            raise StageError("video_unreadable", f"video {self.video_id}: decoding {self.path} failed "
+                             f"({self._impl.name}): {exc}") from exc
+
+    def close(self) -> None:
+        self._impl = None  # type: ignore[assignment]
+
+
+class _DecordReader:
+    name = "decord"
+
+    def __init__(self, path: str, short_side: int):
+        import decord  # deferred: importing decord starts no threads, but keeps imports cheap for the trainer
+
+        probe = decord.VideoReader(path, num_threads=1)
+        h, w = probe[0].shape[:2] if len(probe) else (0, 0)
+        del probe
+        if not h:
+            raise ValueError("no frames")
+        width, height = resized_size(w, h, short_side)
+        self.vr = decord.VideoReader(path, width=width, height=height, num_threads=1)
+        self.times = np.asarray(self.vr.get_frame_timestamp(np.arange(len(self.vr))))[:, 0].astype(np.float64)
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        return self.vr.get_batch(list(indices)).asnumpy()
+
+
+class _PyAVReader:
+    """Sequential decode: slower than decord's seeking but reads what decord cannot (odd codecs)."""
+
+    name = "pyav"
+
+    def __init__(self, path: str, video_id: str, short_side: int):
+        import av
+
+        self.path, self.short_side = path, short_side
+        try:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                base = float(stream.time_base)
+                self.times = np.array(sorted(float(p.pts) * base for p in container.demux(stream)
+                                             if p.pts is not None), dtype=np.float64)
+        except (av.error.FFmpegError, IndexError) as exc:
+            raise StageError("video_unreadable", f"video {video_id}: PyAV cannot read {path}: {exc}") from exc
+        if len(self.times) == 0:
+            raise StageError("video_unreadable", f"video {video_id}: {path} has no decodable frames")
+        self.times -= self.times[0] if self.times[0] < 0 else 0.0
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        import av
+
+        wanted = {int(i) for i in indices}
+        found: dict[int, np.ndarray] = {}
+        with av.open(self.path) as container:
+            for n, frame in enumerate(container.decode(video=0)):
+                if n in wanted:
+                    w, h = resized_size(frame.width, frame.height, self.short_side)
+                    found[n] = frame.to_ndarray(format="rgb24", width=w, height=h)
+                if n >= max(wanted):
+                    break
+        missing = wanted - found.keys()
+        if missing:
+            raise EOFError(f"frames {sorted(missing)[:5]} are past the decodable end")
+        return np.stack([found[int(i)] for i in indices])

@@ -1,0 +1,68 @@
+"""Frames stage: the windows of one video -> shard rows with decoded frames (schema.SHARD).
+
+For each window the span [S_1, E_K] is cut into M equal segments and C frames are kept per segment at
+evenly spaced times, so the trainer can draw a fresh TSN sample (one candidate per segment) every epoch
+without touching the video again, and takes the middle candidate (the segment centre) for evaluation.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from tvts_data.config import FramesConfig
+from tvts_data.media import FrameReader
+
+log = logging.getLogger(__name__)
+
+
+def candidate_times(start: float, end: float, segments: int, candidates: int) -> np.ndarray:
+    """(M*C,) times, segment-major: candidate c of segment m sits at (c + 0.5) / C of that segment."""
+    seg = (end - start) / segments
+    m = np.arange(segments)[:, None]
+    c = (np.arange(candidates)[None, :] + 0.5) / candidates
+    return (start + seg * (m + c)).reshape(-1)  # (M*C,)
+
+
+def encode_frame(frame: np.ndarray, cfg: FramesConfig) -> bytes:
+    if cfg.format == "raw":
+        return np.ascontiguousarray(frame, dtype=np.uint8).tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=cfg.jpeg_quality)
+    return buf.getvalue()
+
+
+def decode_window(reader: FrameReader, window: dict[str, Any], cfg: FramesConfig) -> dict[str, Any]:
+    times = candidate_times(window["starts"][0], window["ends"][-1], cfg.segments, cfg.candidates)
+    idx = reader.index_at(times)
+    frames = reader.get(idx)  # (M*C, H, W, 3)
+    row = {k: v for k, v in window.items() if k != "words"}
+    row.update(
+        segments=cfg.segments,
+        candidates=cfg.candidates,
+        frame_format=cfg.format,
+        height=int(frames.shape[1]),
+        width=int(frames.shape[2]),
+        frame_times=reader.frame_times[idx].astype(np.float32).tolist(),
+        frames=[encode_frame(f, cfg) for f in frames],
+    )
+    return row
+
+
+def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -> list[dict[str, Any]]:
+    """Shard rows for all windows of one video (one decoder opened per video), in window order."""
+    if not windows:
+        return []
+    first = windows[0]
+    if cfg.candidates % 2 == 0:
+        log.warning("frames.candidates=%d is even: evaluation takes the candidate right of the segment centre",
+                    cfg.candidates)
+    reader = FrameReader(first["video_path"], first["video_id"], cfg.short_side, cfg.decoder)
+    try:
+        return [decode_window(reader, w, cfg) for w in sorted(windows, key=lambda w: w["window_index"])]
+    finally:
+        reader.close()
