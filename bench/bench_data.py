@@ -157,7 +157,7 @@ def main() -> None:
         log.info("frames stage vs raw decord")
         stage = bench_stage_vs_raw(windows, cfg.frames)
         log.info("shard format")
-        rows = decode_video_windows(windows[0], cfg.frames)
+        rows, _ = decode_video_windows(windows[0], cfg.frames)
         fmt = bench_shard_format(rows, tmp)
         log.info("Ray 1 vs 2 workers")
         corpus = corpus_with_windows(tmp / "corpus", words_rows, cfg.windows)

@@ -71,7 +71,7 @@ class FrameReader:
             try:
                 self._impl = _DecordReader(self.path, short_side)
                 return
-            except (RuntimeError, ValueError) as exc:  # decord raises DECORDError(RuntimeError)
+            except (RuntimeError, ValueError, _decord_error()) as exc:
                 if decoder == "decord":
                     raise StageError("video_unreadable", f"video {video_id}: decord cannot open {path}: {exc}") from exc
                 log.info("video %s: decord cannot open %s (%s); using PyAV", video_id, path, exc)
@@ -95,12 +95,19 @@ class FrameReader:
         """(N, H, W, 3) uint8 frames at these indices, in the order asked."""
         try:
             return self._impl.get(np.asarray(indices, dtype=np.int64))
-        except (RuntimeError, ValueError, EOFError) as exc:  # decoder errors mid-stream (truncated files)
+        except (RuntimeError, ValueError, EOFError, _decord_error()) as exc:  # mid-stream: truncated files
             raise StageError("video_unreadable", f"video {self.video_id}: decoding {self.path} failed "
                              f"({self._impl.name}): {exc}") from exc
 
     def close(self) -> None:
         self._impl = None  # type: ignore[assignment]
+
+
+def _decord_error() -> type[Exception]:
+    """decord's DECORDError derives from neither RuntimeError nor ValueError."""
+    from decord._ffi.base import DECORDError
+
+    return DECORDError
 
 
 class _DecordReader:

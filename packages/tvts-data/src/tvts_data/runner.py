@@ -82,8 +82,9 @@ class RayEngine:
             address = self.address or os.environ.get("RAY_ADDRESS")
             kwargs: dict[str, Any] = {"address": address, "log_to_driver": True}
             if not address:
+                # "local": our own embedded instance, never a cluster some earlier `ray start` left behind
                 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no tokens
-                kwargs.update(num_cpus=self.num_cpus, include_dashboard=False)
+                kwargs.update(address="local", num_cpus=self.num_cpus, include_dashboard=False)
             ray.init(**kwargs)
             self._started = True
 
@@ -235,8 +236,9 @@ def summarise(corpus: Corpus) -> dict[str, Any]:
         per_stage[row["stage"]]["outputs"] += row["outputs"] or 0
         if row["status"] == "error":
             errors[row["stage"]][row["error_kind"]] += 1
-        if row["stage"] == "windows" and row["details"]:
-            filters.update({k: v for k, v in json.loads(row["details"]).items() if isinstance(v, int)})
+        if row["stage"] in ("windows", "frames") and row["details"]:
+            details = json.loads(row["details"])
+            filters.update({k: v for k, v in details.items() if isinstance(v, int) and k != "frames"})
     shards = sorted(corpus.stage_dir("frames").glob("shard-*.parquet")) if corpus.stage_dir("frames").exists() else []
     shard_list = [{"path": str(p.relative_to(corpus.root)), "rows": pq.ParquetFile(p).metadata.num_rows,
                    "bytes": p.stat().st_size} for p in shards]

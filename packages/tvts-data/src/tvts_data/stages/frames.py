@@ -16,6 +16,7 @@ from PIL import Image
 
 from tvts_data.config import FramesConfig
 from tvts_data.media import FrameReader
+from tvts_data.stages.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,27 @@ def decode_window(reader: FrameReader, window: dict[str, Any], cfg: FramesConfig
     return row
 
 
-def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -> list[dict[str, Any]]:
-    """Shard rows for all windows of one video (one decoder opened per video), in window order."""
+def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -> tuple[list[dict[str, Any]], int]:
+    """Shard rows for the windows of one video (one decoder opened per video), in window order, and how
+    many windows could not be decoded. A window past the end of a truncated file is dropped and counted,
+    the others are kept; a video none of whose windows decode raises StageError("video_unreadable")."""
     if not windows:
-        return []
+        return [], 0
     first = windows[0]
     if cfg.candidates % 2 == 0:
         log.warning("frames.candidates=%d is even: evaluation takes the candidate right of the segment centre",
                     cfg.candidates)
     reader = FrameReader(first["video_path"], first["video_id"], cfg.short_side, cfg.decoder)
+    rows, failures = [], []
     try:
-        return [decode_window(reader, w, cfg) for w in sorted(windows, key=lambda w: w["window_index"])]
+        for w in sorted(windows, key=lambda w: w["window_index"]):
+            try:
+                rows.append(decode_window(reader, w, cfg))
+            except StageError as exc:
+                log.info("window %s: %s", w["window_id"], exc.message)
+                failures.append(exc)
     finally:
         reader.close()
+    if not rows and failures:
+        raise failures[0]
+    return rows, len(failures)

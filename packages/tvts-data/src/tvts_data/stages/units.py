@@ -130,8 +130,8 @@ def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str,
     windows = read_rows(corpus.chunk_file("windows", chunk))
 
     def apply(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        rows = decode_video_windows(group, cfg.frames)
-        return rows, {"frames": sum(len(r["frames"]) for r in rows)}
+        rows, undecodable = decode_video_windows(group, cfg.frames)
+        return rows, {"frames": sum(len(r["frames"]) for r in rows), "windows_undecodable": undecodable}
 
     outputs, ledger = apply_per_video("frames", chunk, _by_video(windows), apply)
     write_shards(corpus, chunk, outputs, cfg)
