@@ -1,0 +1,108 @@
+"""``tvts-train eval {retrieval,linear-probe}``: flags -> :class:`EvalRequest` -> JSON result.
+
+Usage::
+
+    tvts-train eval retrieval --encoder runs/tvts --config vit-b16-paper \\
+        --manifest ssv2/val.csv --out results/ssv2-retrieval.json
+    tvts-train eval linear-probe --encoder runs/tvts/video_encoder.safetensors \\
+        --manifest ssv2/all.parquet --train-split train --eval-split val --epochs 100
+
+``--config`` may be left out when the export stored its ``video_config`` (the trainer's export does).
+``--frames``/``--crop`` default to the encoder's (they must equal it: the position tables are
+fixed-size); ``--short-side`` defaults to ``crop * 256 / 224`` (256 for 224 px crops).
+
+This module registers the ``eval`` command with :mod:`tvts_train.cli` on import (that CLI lists it in
+``COMMAND_MODULES``); :func:`add_eval_commands` adds the same commands to any other argparse CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from tvts_train.eval.clips import ClipConfig
+from tvts_train.eval.features import resolve_video_config
+from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, run_protocol
+
+log = logging.getLogger(__name__)
+
+EVAL_HELP = "downstream evaluations of an exported video encoder"
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", required=True, type=Path,
+                        help="video_encoder.safetensors, or the run folder that holds it")
+    parser.add_argument("--config", default=None,
+                        help="preset name or YAML path of the encoder (default: the file's stored video_config)")
+    parser.add_argument("--manifest", required=True, type=Path,
+                        help="CSV/JSONL/Parquet with video_path, label[, split]")
+    parser.add_argument("--frames", type=int, default=None, help="M frames per clip (default: the encoder's)")
+    parser.add_argument("--crop", type=int, default=None, help="crop side in px (default: the encoder's)")
+    parser.add_argument("--short-side", type=int, default=None, help="resize target (default: crop*256/224)")
+    parser.add_argument("--temporal-views", type=int, default=1, help="clips per video in time (VideoMAE: 2)")
+    parser.add_argument("--spatial-crops", type=int, default=1, help="crops per clip (VideoMAE: 3)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
+    parser.add_argument("--workers", type=int, default=4, help="decoding processes")
+    parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON result here too")
+
+
+def add_protocol_parsers(eval_parser: argparse.ArgumentParser) -> None:
+    """One sub-command per registered protocol under an ``eval`` parser."""
+    protocols = eval_parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+    for protocol in PROTOCOLS.values():
+        parser = protocols.add_parser(protocol.name, help=protocol.help, description=protocol.help)
+        _add_common_arguments(parser)
+        protocol.add_arguments(parser)
+        parser.set_defaults(func=run_eval_command)
+
+
+def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``eval <protocol>`` to a CLI; dispatch with ``args.func(args)`` (returns the exit code)."""
+    eval_parser = subparsers.add_parser("eval", help=EVAL_HELP, description=EVAL_HELP)
+    add_protocol_parsers(eval_parser)
+    return eval_parser
+
+
+def clip_config_from_args(args: argparse.Namespace) -> ClipConfig:
+    """The clip decoding settings; frames and crop must match the encoder."""
+    video = resolve_video_config(args.encoder, args.config)
+    frames = args.frames or video.num_frames
+    crop = args.crop or video.img_size
+    if (frames, crop) != (video.num_frames, video.img_size):
+        raise ValueError(f"--frames {frames} --crop {crop} do not match the encoder "
+                         f"({video.num_frames} frames at {video.img_size} px)")
+    short_side = args.short_side or round(crop * 256 / 224)  # the usual 256-resize / 224-crop ratio
+    return ClipConfig(frames=frames, short_side=short_side, crop=crop,
+                      temporal_views=args.temporal_views, spatial_crops=args.spatial_crops)
+
+
+def request_from_args(args: argparse.Namespace) -> EvalRequest:
+    return EvalRequest(encoder=args.encoder, config=args.config, manifest=args.manifest,
+                       clip=clip_config_from_args(args), batch_size=args.batch_size,
+                       num_workers=args.workers, device=args.device)
+
+
+def run_eval_command(args: argparse.Namespace) -> int:
+    """Run the chosen protocol, write ``--out`` if given and print the JSON result (the CLI's output)."""
+    protocol = PROTOCOLS[args.protocol]
+    result = run_protocol(protocol.name, request_from_args(args), protocol.options(args))
+    text = json.dumps(result, indent=2)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+        log.info("wrote %s", args.out)
+    print(text)
+    return 0
+
+
+def _register_with_tvts_train_cli() -> None:
+    from tvts_train import cli
+
+    if "eval" not in cli.COMMANDS:  # importing this module twice must not register twice
+        cli.register(cli.Command("eval", EVAL_HELP, add_protocol_parsers, run_eval_command))
+
+
+_register_with_tvts_train_cli()
