@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from tvts_data import __version__
 from tvts_data.config import PrepareConfig, config_to_dict
+from tvts_data.download import make_limiter
 from tvts_data.corpus import Corpus, read_rows, remove_stale_temporaries, write_json, write_rows
 from tvts_data.inputs import assign_chunks, read_sources
 from tvts_data.schema import LEDGER, SCHEMA_VERSION, SOURCES
@@ -189,11 +190,15 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
     log.info("%d chunks, %d to do, stages %s", len(chunks), len(pending), ",".join(stages))
     own_engine = engine is None
     engine = engine or make_engine(cfg)
+    # The driver owns the job-wide request limiter (a named Ray actor under the Ray engine), so it lives
+    # for the whole run; the download units of every worker find it by name.
+    limiter = make_limiter(cfg.download) if "download" in stages else None
     try:
         steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg) for s in stages]
         for n, item in enumerate(engine.run(pending, steps), 1):
             log.info("progress: %d/%d chunks done (chunk %d)", n, len(pending), item["chunk"])
     finally:
+        del limiter
         if own_engine and isinstance(engine, RayEngine):
             engine.shutdown()
     stats = write_stats(corpus, cfg)

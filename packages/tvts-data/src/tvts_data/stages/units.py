@@ -12,7 +12,8 @@ import json
 import logging
 import time
 import traceback
-from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow.parquet as pq
@@ -104,9 +105,15 @@ def make_transcriber(cfg: PrepareConfig) -> Callable[[str], Any] | None:
     """The ASR fallback, or None when the config keeps to captions."""
     if cfg.asr.mode == "captions":
         return None
-    from tvts_data.asr import transcribe_video
+    from tvts_data.asr import AsrError, transcribe_video
 
-    return lambda video_path: transcribe_video(video_path, cfg.asr)
+    def transcribe(video_path: str) -> Any:
+        try:
+            return transcribe_video(video_path, cfg.asr)
+        except AsrError as exc:
+            raise StageError(exc.kind, f"ASR ({cfg.asr.backend}) on {video_path}: {exc.message}") from exc
+
+    return transcribe
 
 
 def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
@@ -135,6 +142,8 @@ def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str,
 
     outputs, ledger = apply_per_video("frames", chunk, _by_video(windows), apply)
     write_shards(corpus, chunk, outputs, cfg)
+    if cfg.download.delete_raw_after_frames:
+        delete_raw_videos(corpus, ledger)
     return ledger
 
 
@@ -161,21 +170,37 @@ def write_shards(corpus: Corpus, chunk: int, rows: list[dict[str, Any]], cfg: Pr
 
 
 def run_download(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
+    """Downloads of a chunk overlap in threads (their time is network waits); the request limiter is the
+    job-wide one the driver started, so the rate holds across all workers together."""
     from tvts_data.download import download_video, make_limiter
 
     sources = [s for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"]
     limiter = make_limiter(cfg.download)
-    ledger = []
-    for src in sources:
+
+    def fetch(src: dict[str, Any]) -> dict[str, Any]:
         ref: Any = src["video_id"]
         if src.get("annotation_path"):  # a saved info JSON: re-fetch without extracting again
-            ref = json.loads(open(src["annotation_path"]).read())
+            ref = json.loads(Path(src["annotation_path"]).read_text())
         result = download_video(ref, corpus.raw, cfg.download, limiter=limiter)
-        ledger.append(ledger_row(src["video_id"], "download", chunk, status=result.status, kind=result.error_kind,
-                                 message=result.message, attempts=result.attempts, nbytes=result.bytes,
-                                 seconds=result.seconds, outputs=int(result.status == "ok"),
-                                 details={"retryable": result.retryable} if result.status != "ok" else None))
-    return ledger
+        details = {"retryable": result.retryable} if result.status != "ok" else {
+            "caption": Path(result.caption_path).name if result.caption_path else None,
+            "translated": result.caption_translated}
+        return ledger_row(src["video_id"], "download", chunk, status=result.status, kind=result.error_kind,
+                          message=result.message or None, attempts=result.attempts, nbytes=result.bytes,
+                          seconds=result.seconds, outputs=int(result.status == "ok"), details=details)
+
+    with ThreadPoolExecutor(max(1, cfg.download.concurrent_downloads)) as pool:
+        return list(pool.map(fetch, sources))
+
+
+def delete_raw_videos(corpus: Corpus, ledger: list[dict[str, Any]]) -> None:
+    """`download.delete_raw_after_frames`: a downloaded video goes once its frames are in a shard
+    (captions and info JSON stay, so the words and windows stages can still rerun; frames cannot)."""
+    for row in ledger:
+        if row["status"] == "ok":
+            for video in corpus.raw.glob(f"{row['video_id']}.*"):
+                if video.suffix in (".mp4", ".webm", ".mkv", ".mov"):
+                    video.unlink(missing_ok=True)
 
 
 STAGE_UNITS: dict[str, Callable[[Corpus, int, PrepareConfig], list[dict[str, Any]]]] = {

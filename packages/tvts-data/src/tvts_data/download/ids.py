@@ -1,0 +1,180 @@
+"""YouTube video references: IDs and URLs in, normalised 11-character IDs out.
+
+A bad line never stops a run: the list readers return it as a `BadRef` row (line, text, reason) for the
+ledger, and drop duplicates keeping the first occurrence.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+ID_COLUMNS = ("id", "video_id", "youtube_id", "url")
+_HOSTS = {"youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com", "youtu.be"}
+_PATH_PREFIXES = ("shorts", "embed", "live", "v", "e")
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+
+
+class BadVideoRef(ValueError):
+    """A line that is neither a YouTube video ID nor a YouTube video URL."""
+
+
+@dataclass(frozen=True)
+class BadRef:
+    line: int  # 1-based line (or row) in the input file
+    text: str
+    reason: str
+
+
+def _id_from_url(text: str) -> str | None:
+    url = urlsplit(text if "://" in text else f"https://{text}")
+    host = (url.hostname or "").lower().removeprefix("www.")
+    if host not in _HOSTS:
+        return None
+    parts = [p for p in url.path.split("/") if p]
+    if host == "youtu.be":
+        return parts[0] if parts else None
+    if parts[:1] == ["watch"] or not parts:
+        values = parse_qs(url.query).get("v")
+        return values[0] if values else None
+    if len(parts) >= 2 and parts[0] in _PATH_PREFIXES:
+        return parts[1]
+    return None
+
+
+def parse_video_ref(line: str) -> str:
+    """The 11-character video ID of an ID or a YouTube URL (watch, youtu.be, shorts, embed, music)."""
+    text = line.strip()
+    if VIDEO_ID.match(text):
+        return text
+    found = _id_from_url(text) if ("youtu" in text.lower()) else None
+    if found is not None and VIDEO_ID.match(found):
+        return found
+    if found is not None:
+        raise BadVideoRef(f"{text!r}: the URL names video {found!r}, which is not 11 characters of "
+                          "A-Z a-z 0-9 _ -")
+    raise BadVideoRef(f"{text!r}: not a YouTube video ID (11 characters of A-Z a-z 0-9 _ -) nor a "
+                      "youtube.com/watch?v=, youtu.be/, /shorts/ or /embed/ URL")
+
+
+def _pick_column(names: list[str]) -> str | None:
+    lower = {n.lower().strip(): n for n in names}
+    return next((lower[c] for c in ID_COLUMNS if c in lower), None)
+
+
+def _txt_rows(path: Path) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        text = _INLINE_COMMENT.sub("", raw).strip()
+        if text and not text.startswith("#"):
+            yield number, text
+
+
+def _looks_like_ref(text: str) -> bool:
+    try:
+        parse_video_ref(text)
+    except BadVideoRef:
+        return False
+    return True
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, str]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f, delimiter=delimiter))
+    if not rows:
+        return
+    column = _pick_column(rows[0])
+    # A first row that is itself a video is data, not a header; any other first row is a header.
+    has_header = column is not None or not (rows[0] and _looks_like_ref(rows[0][0]))
+    index = rows[0].index(column) if column is not None else 0
+    for number, row in enumerate(rows, start=1):
+        if (has_header and number == 1) or not any(cell.strip() for cell in row):
+            continue
+        yield number, row[index].strip() if index < len(row) else ""
+
+
+def _value_of(record: Any) -> str:
+    if isinstance(record, str):
+        return record
+    if isinstance(record, dict) and record:
+        column = _pick_column(list(record)) or next(iter(record))
+        return "" if record[column] is None else str(record[column])
+    raise ValueError(f"expected a JSON object or string, got {type(record).__name__}")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, str | BadRef]]:
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, _value_of(json.loads(raw))
+        except (json.JSONDecodeError, ValueError) as exc:  # one bad line is a row, not a crash
+            yield number, BadRef(number, raw.strip()[:200], f"not a JSON object with an id: {exc}")
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, str]]:
+    import pyarrow.parquet as pq  # only for this input type
+
+    table = pq.read_table(path)
+    column = _pick_column(table.column_names) or table.column_names[0]
+    for number, value in enumerate(table.column(column).to_pylist(), start=1):
+        yield number, "" if value is None else str(value)
+
+
+def _rows(path: Path) -> Iterable[tuple[int, str | BadRef]]:
+    suffix = path.suffix.lower()
+    readers = {".txt": _txt_rows, ".csv": _csv_rows, ".tsv": _csv_rows, ".jsonl": _jsonl_rows,
+               ".parquet": _parquet_rows}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unknown ID list type {suffix!r}; use .txt, .csv, .tsv, .jsonl or .parquet")
+    return readers[suffix](path)
+
+
+def read_id_list(path: str | Path) -> tuple[list[str], list[BadRef]]:
+    """Video IDs of a list file in first-seen order (duplicates dropped), and the lines that are not."""
+    ids: dict[str, None] = {}
+    bad: list[BadRef] = []
+    duplicates = 0
+    for number, value in _rows(Path(path)):
+        if isinstance(value, BadRef):
+            bad.append(value)
+            continue
+        try:
+            video_id = parse_video_ref(value)
+        except BadVideoRef as exc:
+            bad.append(BadRef(number, value, str(exc)))
+            continue
+        duplicates += video_id in ids
+        ids.setdefault(video_id, None)
+    if duplicates:
+        log.info("%s: dropped %d duplicate video id(s), kept the first of each", path, duplicates)
+    return list(ids), bad
+
+
+def read_info_json_dir(path: str | Path) -> list[dict[str, Any]]:
+    """The yt-dlp info dicts of a folder's ``*.info.json`` files, sorted by file name, one per video id.
+
+    Each dict gains ``__info_path`` (its file); keys starting with ``__`` are dropped before yt-dlp sees
+    the dict. An unreadable file is logged and skipped.
+    """
+    infos: dict[str, dict[str, Any]] = {}
+    for file in sorted(Path(path).glob("*.info.json")):
+        try:
+            info = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            log.warning("%s: skipped, not a readable info JSON: %s", file, exc)
+            continue
+        if not isinstance(info, dict) or not info.get("id"):
+            log.warning("%s: skipped, no video id in it", file)
+            continue
+        infos.setdefault(str(info["id"]), {**info, "__info_path": str(file)})
+    return list(infos.values())

@@ -1,0 +1,104 @@
+"""The YouTube path end to end: saved yt-dlp info JSONs -> real yt-dlp download from a loopback server ->
+words (captions, or ASR when there are none) -> windows -> frames, on the session Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from loopback import LoopbackServer, Rule
+from tvts_data.config import load_prepare_config
+from tvts_data.corpus import Corpus
+from tvts_data.runner import latest_status, prepare, read_ledger, retry_failed
+from tvts_data.synth import make_sample_corpus
+
+pytestmark = pytest.mark.ray
+
+OVERRIDES = ["windows.K=3", "windows.lengths=[3.0]", "windows.stride=3.0", "frames.segments=4",
+             "frames.short_side=96", "write.videos_per_chunk=2", "download.socket_timeout_s=3",
+             "download.backoff_base_s=0.05", "download.backoff_max_s=0.2", "download.retries=2",
+             "download.requests_per_s=50", "download.requests_burst=10", "asr.mode=captions_then_asr"]
+
+
+def info_dict(srv: LoopbackServer, vid: str, video: Path, caption: Path | None, *,
+              video_rule: Rule | None = None, caption_rule: Rule | None = None) -> dict:
+    v = srv.add(f"/{vid}/v.mp4", video.read_bytes(), "video/mp4", video_rule)
+    captions = {}
+    if caption is not None:
+        c = srv.add(f"/{vid}/c.json3", caption.read_bytes(), "application/json", caption_rule)
+        captions = {"en-orig": [{"ext": "json3", "url": c}]}
+    return {"id": vid, "extractor": "youtube", "extractor_key": "Youtube", "title": vid,
+            "webpage_url": f"https://www.youtube.com/watch?v={vid}", "duration": 20, "language": "en",
+            "formats": [{"format_id": "18", "url": v, "ext": "mp4", "protocol": "http", "vcodec": "avc1.42c00d",
+                         "acodec": "mp4a.40.2", "height": 240, "width": 320}],
+            "automatic_captions": captions}
+
+
+@pytest.fixture(scope="module")
+def youtube(tmp_path_factory):
+    src = make_sample_corpus(tmp_path_factory.mktemp("yt-src"), n_videos=4, seconds=(17, 19), seed=11,
+                             formats=("json3",))
+    infos = tmp_path_factory.mktemp("infos")
+    a, b, c, d = src.videos
+    with LoopbackServer() as srv:
+        dicts = {
+            "good": info_dict(srv, a.id, a.video_path, a.caption_path),
+            "429": info_dict(srv, b.id, b.video_path, b.caption_path, caption_rule=Rule(fail_status=429, fail_times=1)),
+            "no_captions": info_dict(srv, c.id, c.video_path, None),
+            "gone": info_dict(srv, d.id, d.video_path, d.caption_path, video_rule=Rule(fail_status=404, fail_times=-1)),
+        }
+        for name, info in dicts.items():
+            (infos / f"{info['id']}.info.json").write_text(json.dumps(info))
+        yield srv, infos, {name: info["id"] for name, info in dicts.items()}, src
+
+
+def test_download_words_windows_frames_and_ledger(youtube, tmp_path, ray_session):
+    srv, infos, ids, src = youtube
+    cfg = load_prepare_config(None, OVERRIDES)
+    out = tmp_path / "corpus"
+    result = prepare(infos, out, cfg)
+    final = latest_status(result.corpus)
+    downloads = {r["video_id"]: r for r in read_ledger(result.corpus, "download")}
+
+    assert final[ids["good"]]["stage"] == "frames" and final[ids["good"]]["status"] == "ok"
+    assert downloads[ids["429"]]["status"] == "ok" and downloads[ids["429"]]["attempts"] == 2
+    assert downloads[ids["gone"]]["status"] == "error"
+    assert not json.loads(downloads[ids["gone"]]["details"])["retryable"]
+    assert "404" in downloads[ids["gone"]]["message"]
+    assert srv.hits[f"/{ids['gone']}/v.mp4"] == 1  # final: never retried
+
+    words = {r["video_id"]: r for p in sorted((out / "words").glob("*.parquet")) for r in pq.read_table(p).to_pylist()}
+    assert words[ids["good"]]["timing"] == "word"
+    assert words[ids["no_captions"]]["timing"] == "asr"  # the ASR fallback ran on the downloaded audio
+    assert words[ids["no_captions"]]["source_format"] == "asr:pocketsphinx"
+    shard_videos = {r["video_id"] for p in (out / "shards").glob("*.parquet")
+                    for r in pq.read_table(p, columns=["video_id"]).to_pylist()}
+    assert {ids["good"], ids["429"]} <= shard_videos
+
+    # a rerun skips every finished video: nothing is fetched again
+    hits = dict(srv.hits)
+    prepare(infos, out, cfg)
+    assert srv.hits == hits
+    assert not list((out / "raw").glob(".tmp-*"))
+
+
+def test_retry_failed_reruns_only_retryable_failures(youtube, tmp_path, ray_session):
+    srv, infos, ids, src = youtube
+    v = src.videos[1]
+    flaky = tmp_path / "infos"
+    flaky.mkdir()
+    info = info_dict(srv, "flakyVideo1", v.video_path, v.caption_path, caption_rule=Rule(fail_status=503, fail_times=-1))
+    (flaky / "flakyVideo1.info.json").write_text(json.dumps(info))
+    cfg = load_prepare_config(None, OVERRIDES)
+    out = tmp_path / "corpus"
+    prepare(flaky, out, cfg)
+    row = read_ledger(Corpus(out), "download")[0]
+    assert row["status"] == "error" and json.loads(row["details"])["retryable"]
+
+    srv.resources["/flakyVideo1/c.json3"].rule = Rule()  # the server recovers
+    assert retry_failed(Corpus(out)) == {"0": 1}
+    prepare(flaky, out, cfg)
+    assert latest_status(Corpus(out))["flakyVideo1"]["stage"] == "frames"
