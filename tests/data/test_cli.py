@@ -1,0 +1,54 @@
+"""`tvts-data captions` and `tvts-data inspect` as a user runs them; config errors name the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from tvts_data.captions import Word, write_json3
+from tvts_data.cli import main
+from tvts_data.config import ConfigError, load_prepare_config
+from tvts_data.runner import prepare
+import pytest
+
+
+def test_captions_prints_json_lines(tmp_path, capsys):
+    words = [Word("hello", 0.5, 0.9), Word("world", 0.9, 1.4)]
+    path = tmp_path / "v.en.json3"
+    path.write_text(write_json3(words))
+    assert main(["captions", str(path)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["word"] for x in lines] == ["hello", "world"]
+    assert lines[0]["start"] == pytest.approx(0.5, abs=1e-3) and lines[1]["start"] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_captions_on_a_broken_file_fails_with_the_file_named(tmp_path, capsys):
+    path = tmp_path / "bad.en.json3"
+    path.write_text("{not json")
+    assert main(["captions", str(path)]) == 1
+    assert "bad.en.json3" in capsys.readouterr().err
+
+
+def test_inspect_writes_a_contact_sheet(tmp_path):
+    from tvts_data.synth import make_sample_corpus
+
+    src = make_sample_corpus(tmp_path / "src", n_videos=1, seconds=(16, 16), seed=5, formats=("json3",))
+    cfg = load_prepare_config(None, ["run.engine=local", "windows.K=3", "windows.lengths=[3.0]", "windows.stride=3"])
+    prepare(src.root, tmp_path / "c", cfg)
+    out = subprocess.run([sys.executable, "-m", "tvts_data.cli", "inspect", str(tmp_path / "c")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "windows in shards" in out and "contact sheet" in out
+    sheet = Image.open(tmp_path / "c" / "contact_sheet.png")
+    assert sheet.width == 1280 and sheet.height > 100
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("windows:\n  K: 3\n  strde: 2\n")
+    with pytest.raises(ConfigError, match="strde"):
+        load_prepare_config(cfg)
+    with pytest.raises(ConfigError, match="windows.K"):
+        load_prepare_config(None, ["windows.K=three"])

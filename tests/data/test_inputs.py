@@ -1,0 +1,88 @@
+"""Input adapters: folders, manifests, YT-Temporal annotations and ID lists become source rows; bad rows
+become rejections with reasons, never exceptions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tvts_data.config import load_prepare_config
+from tvts_data.inputs import assign_chunks, choose_caption, read_sources
+
+CFG = load_prepare_config(None)
+
+
+def touch(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_folder_pairs_videos_with_their_best_caption(tmp_path):
+    touch(tmp_path / "aaa.mp4")
+    touch(tmp_path / "aaa.en.vtt")
+    touch(tmp_path / "aaa.en.json3")  # json3 is preferred over vtt
+    touch(tmp_path / "aaa.de.json3")
+    touch(tmp_path / "bbb.mp4")
+    touch(tmp_path / "bbb.json", json.dumps({"subtitles": [], "info": {"duration": 1}}))  # YT-Temporal
+    touch(tmp_path / "ccc.mp4")  # no captions at all
+    sources, rejected = read_sources(tmp_path, CFG)
+    by_id = {s["video_id"]: s for s in sources}
+    assert rejected == []
+    assert Path(by_id["aaa"]["caption_path"]).name == "aaa.en.json3"
+    assert by_id["bbb"]["kind"] == "yttemporal" and by_id["bbb"]["annotation_path"].endswith("bbb.json")
+    assert by_id["ccc"]["caption_path"] is None and by_id["ccc"]["kind"] == "local"
+
+
+def test_original_language_track_preferred_and_foreign_only_kept_for_the_ledger(tmp_path):
+    a = [touch(tmp_path / n) for n in ("v.en-de.json3", "v.en-orig.vtt")]
+    assert choose_caption(a, "v", CFG).name == "v.en-orig.vtt"
+    only_foreign = [touch(tmp_path / "w.de.vtt")]
+    assert choose_caption(only_foreign, "w", CFG).name == "w.de.vtt"  # the words stage says why it is refused
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_manifest_with_relative_paths_missing_files_and_duplicates(tmp_path, fmt):
+    touch(tmp_path / "videos" / "one.mp4")
+    touch(tmp_path / "videos" / "one.en.srt")
+    touch(tmp_path / "videos" / "two.mp4")
+    rows = [{"video_path": "videos/one.mp4"}, {"video_path": "videos/gone.mp4"},
+            {"video_path": "videos/two.mp4"}, {"video_path": "videos/one.mp4"}]
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "csv":
+        path.write_text("video_path\n" + "\n".join(r["video_path"] for r in rows) + "\n")
+    elif fmt == "jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    sources, rejected = read_sources(path, CFG)
+    assert [s["video_id"] for s in sources] == ["one", "two"]
+    assert Path(sources[0]["caption_path"]).name == "one.en.srt"
+    assert sorted(r.error_kind for r in rejected) == ["duplicate", "missing_file"]
+    assert any("gone.mp4" in r.message for r in rejected)
+
+
+def test_id_list_becomes_youtube_sources_and_bad_lines_rejections(tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# a comment\ndQw4w9WgXcQ\nhttps://youtu.be/abcdefghijk?t=3\nnot an id\ndQw4w9WgXcQ\n")
+    sources, rejected = read_sources(ids, CFG)
+    assert [s["video_id"] for s in sources] == ["abcdefghijk", "dQw4w9WgXcQ"]
+    assert all(s["kind"] == "youtube" and s["video_path"] is None for s in sources)
+    assert [r.error_kind for r in rejected] == ["bad_id"] and "not an id" in rejected[0].message
+
+
+def test_chunks_are_stable_and_sized():
+    rows = assign_chunks([{"video_id": f"v{i}"} for i in range(5)], 2)
+    assert [r["chunk"] for r in rows] == [0, 0, 1, 1, 2]
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_sources(tmp_path / "nope", CFG)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no videos"):
+        read_sources(tmp_path / "empty", CFG)
