@@ -405,3 +405,12 @@ def test_config_overrides_dotted_nested_and_from_strings():
     assert cfg.model.mask_ratio == 0.5 and cfg.optim.betas == (0.9, 0.98)
     assert cfg.model.text.tokenizer is None and cfg.data.K == 3
     assert load_config("tiny").model.mask_ratio == 0.75  # presets are not mutated
+
+
+def test_float_fields_accept_exponent_notation():
+    # YAML 1.1 reads "1e-3" (no dot) as a string; a float field must still take it, and refuse words.
+    from tvts_train.config import ConfigError, load_config
+
+    assert load_config("tiny", {"optim.lr": "1e-3"}).optim.lr == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config("tiny", {"optim.lr": "fast"})

@@ -10,6 +10,7 @@ for a non-string field is parsed as YAML (``"0.5"`` -> 0.5, ``"[0.5, 0.9]"`` -> 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -172,6 +173,9 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert lists to tuples and dicts to dataclasses."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -202,6 +206,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return tuple(_coerce(v, t, f"{key}[{i}]", source) for i, (v, t) in enumerate(zip(value, item_types)))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # YAML reads "1" as int; a float field accepts it
+    if tp is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; it is plainly a float
     if tp in (int, float, str, bool):
         # bool is a subclass of int in Python; a YAML `true` is not a valid int here.
         if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
