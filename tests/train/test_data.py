@@ -23,6 +23,7 @@ from tvts_train.data import (
     IMAGENET_STD,
     WorkerPos,
     build_loader,
+    normalize_video,
     split_units,
     tsn_indices,
     worker_batches,
@@ -77,9 +78,18 @@ def test_split_units_cuts_row_groups_only_when_needed(corpus):
 
 
 def unnormalise_red(video: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) normalised -> (B, T) mean red value in 0..255."""
-    red = video[:, 0] * IMAGENET_STD[0] * 255 + IMAGENET_MEAN[0] * 255  # (B, T, H, W)
-    return red.mean(dim=(2, 3))
+    """(B, 3, T, H, W) uint8 as the loader ships it -> (B, T) mean red value in 0..255."""
+    return video[:, 0].float().mean(dim=(2, 3))  # (B, T)
+
+
+def test_normalize_video_is_imagenet_normalisation():
+    video = torch.randint(0, 256, (2, 3, 4, 5, 5), dtype=torch.uint8)
+    out = normalize_video(video)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, (video.float() / 255.0 - mean) / std, atol=1e-5)
+    assert normalize_video(video, torch.bfloat16).dtype == torch.bfloat16
 
 
 def test_tsn_is_fresh_each_epoch_and_stays_in_its_segment(corpus):
@@ -123,7 +133,7 @@ def test_tsn_resamples_other_segment_counts():
 
 def test_crop_sizes_and_random_train_crops(corpus):
     batch = next(iter(build_loader(corpus, data_cfg(), batch_size=8, train=True)))
-    assert batch["video"].shape == (8, 3, 8, 64, 64) and batch["video"].dtype == torch.float32
+    assert batch["video"].shape == (8, 3, 8, 64, 64) and batch["video"].dtype == torch.uint8
     ys, xs = batch["crop_yx"][:, 0], batch["crop_yx"][:, 1]
     assert (ys >= 0).all() and (ys <= HEIGHT - 64).all() and (xs >= 0).all() and (xs <= WIDTH - 64).all()
     assert len(set(map(tuple, batch["crop_yx"].tolist()))) > 1

@@ -35,6 +35,7 @@ import yaml
 
 from tvts_train import checkpoint
 from tvts_train.config import ExperimentConfig, to_dict
+from tvts_train.data import normalize_video
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +250,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
 
 
 def to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The model's inputs on ``device``; the video in the engine's compute dtype (bf16 engines hold bf16 weights)."""
+    """The model's inputs on ``device``; the uint8 video normalised there, in the engine's compute dtype
+    (bf16 engines hold bf16 weights)."""
     out = {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS}
-    out["video"] = out["video"].to(dtype)
+    out["video"] = normalize_video(out["video"], dtype)
     return out
 
 
