@@ -232,7 +232,7 @@ def test_tiny_text_encoder_tokenizes_each_transcript_and_returns_cls(tiny_text_c
 
 
 def test_pretrained_minilm_text_encoder_loads_offline(minilm_path):
-    cfg = load_config("tiny-minilm").model.text
+    cfg = load_config("tiny").model.text
     enc = TextEncoder(cfg).eval()
     assert enc.width == 384 and getattr(enc.backbone, "pooler", None) is None
     tok = enc.tokenize([["the cat sat", "on the mat", "then it left", "the end"]])
