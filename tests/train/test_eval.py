@@ -333,7 +333,13 @@ def test_load_video_encoder_uses_and_checks_the_exported_metadata(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI, every protocol
 
-EXTRA_FLAGS = {"retrieval": [], "linear-probe": ["--epochs", "3", "--probe-batch-size", "2"]}
+EXTRA_FLAGS = {
+    "retrieval": [],
+    "linear-probe": ["--epochs", "3", "--probe-batch-size", "2"],
+    "finetune": ["--epochs", "1", "--ft-batch-size", "2", "--eval-every", "0"],
+    "text-retrieval": ["--epochs", "1", "--tr-batch-size", "2", "--eval-split", "val",
+                       "--text-model", "tiny-random-text"],
+}
 
 
 def test_every_protocol_has_cli_flags_and_paper_numbers():
@@ -347,10 +353,13 @@ def test_every_protocol_has_cli_flags_and_paper_numbers():
 def test_eval_cli_end_to_end(name, videos, tmp_path, capsys):
     cfg = load_config("tiny")  # 8 frames at 64 px
     save_file(VideoViT(cfg.model.video).state_dict(), str(tmp_path / "video_encoder.safetensors"))
-    rows = [{"video_path": str(videos["testsrc"]), "label": "testsrc", "split": "train"},
-            {"video_path": str(videos["bars"]), "label": "bars", "split": "train"},
-            {"video_path": str(videos["testsrc_b"]), "label": "testsrc", "split": "val"},
-            {"video_path": str(videos["bars_b"]), "label": "bars", "split": "val"}]
+    # label for the classification protocols, caption for text retrieval: one manifest serves all
+    rows = [{"video_path": str(videos["testsrc"]), "label": "testsrc", "caption": "a test pattern", "split": "train"},
+            {"video_path": str(videos["bars"]), "label": "bars", "caption": "colour bars", "split": "train"},
+            {"video_path": str(videos["testsrc_b"]), "label": "testsrc", "caption": "a mirrored test pattern",
+             "split": "val"},
+            {"video_path": str(videos["bars_b"]), "label": "bars", "caption": "upside-down colour bars",
+             "split": "val"}]
     manifest = write_manifest(tmp_path / "m.jsonl", rows)
     out = tmp_path / "res" / "results.json"
     argv = ["eval", name, "--encoder", str(tmp_path), "--config", "tiny", "--manifest", str(manifest),
@@ -358,25 +367,32 @@ def test_eval_cli_end_to_end(name, videos, tmp_path, capsys):
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the same result
-    assert result["protocol"] == name and result["clip"]["frames"] == 8 and result["clip"]["crop"] == 64
+    defaults = PROTOCOLS[name].clip_defaults  # text-retrieval: 4 frames; finetune: 2 x 3 views
+    assert result["protocol"] == name and result["clip"]["frames"] == defaults.get("frames", 8)
+    assert result["clip"]["crop"] == 64 and result["clip"]["spatial_crops"] == defaults.get("spatial_crops", 1)
+    metrics = result["metrics"]["t2v"] if name == "text-retrieval" else result["metrics"]
     paper_metrics = {k for k, v in PROTOCOLS[name].reference.items() if isinstance(v, float)}
-    assert paper_metrics <= set(result["metrics"])  # every paper number has its measured counterpart
-    assert all(0.0 <= v <= 1.0 for v in result["metrics"].values())
+    assert paper_metrics <= set(metrics)  # every paper number has its measured counterpart
+    assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k.startswith(("R@", "top")))
     if name == "retrieval":
         assert set(result["metrics"]) == {"R@1", "R@5", "R@10"}
         assert result["videos"]["encoded"] == 4 and result["videos"]["skipped"] == 0
         assert result["paper"]["R@1"] == pytest.approx(0.147)
+    elif name == "text-retrieval":
+        assert result["captions"]["eval"]["queries"] == 2 and result["paper"]["R@1"] == pytest.approx(0.346)
+        assert 1 <= metrics["MedR"] <= 2 and set(result["metrics"]) == {"t2v", "v2t"}
     else:
         assert result["videos"]["train"]["encoded"] == 2 and result["videos"]["val"]["encoded"] == 2
-        assert result["paper"]["top1"] == pytest.approx(0.315)
+        assert result["paper"]["top1"] == pytest.approx(0.315 if name == "linear-probe" else 0.685)
 
 
-def test_eval_cli_refuses_frames_that_do_not_fit_the_encoder(tmp_path):
+def test_eval_cli_refuses_clips_that_do_not_fit_the_encoder(tmp_path):
     save_file(VideoViT(load_config("tiny").model.video).state_dict(), str(tmp_path / "video_encoder.safetensors"))
-    argv = ["eval", "retrieval", "--encoder", str(tmp_path), "--config", "tiny", "--manifest", "m.csv",
-            "--frames", "16"]
-    with pytest.raises(ValueError, match="--frames 16 --crop 64 do not match"):
-        main(argv)
+    argv = ["eval", "retrieval", "--encoder", str(tmp_path), "--config", "tiny", "--manifest", "m.csv"]
+    with pytest.raises(ValueError, match="--frames 3 does not tile into the encoder's tubelets of 2"):
+        main(argv + ["--frames", "3"])
+    with pytest.raises(ValueError, match="--crop 32 does not match the encoder's 64 px"):
+        main(argv + ["--crop", "32"])
 
 
 def test_add_eval_commands_plugs_into_another_cli():

@@ -8,8 +8,11 @@ Usage::
         --manifest ssv2/all.parquet --train-split train --eval-split val --epochs 100
 
 ``--config`` may be left out when the export stored its ``video_config`` (the trainer's export does).
-``--frames``/``--crop`` default to the encoder's (they must equal it: the position tables are
-fixed-size); ``--short-side`` defaults to ``crop * 256 / 224`` (256 for 224 px crops).
+``--crop`` defaults to the encoder's and must equal it (the spatial position table is fixed-size);
+``--frames`` defaults to the protocol's (text-retrieval: Frozen's 4) or else the encoder's, and may
+differ from the encoder's when it tiles into tubelets (the temporal table is resampled, see
+``features.resample_temporal_table``); ``--temporal-views``/``--spatial-crops`` default to the
+protocol's (finetune: VideoMAE's 2 x 3) or else 1; ``--short-side`` defaults to ``crop * 256 / 224``.
 
 This module registers the ``eval`` command with :mod:`tvts_train.cli` on import (that CLI lists it in
 ``COMMAND_MODULES``); :func:`add_eval_commands` adds the same commands to any other argparse CLI.
@@ -38,11 +41,14 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset name or YAML path of the encoder (default: the file's stored video_config)")
     parser.add_argument("--manifest", required=True, type=Path,
                         help="CSV/JSONL/Parquet with video_path, label[, split]")
-    parser.add_argument("--frames", type=int, default=None, help="M frames per clip (default: the encoder's)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="M frames per clip (default: the protocol's, else the encoder's)")
     parser.add_argument("--crop", type=int, default=None, help="crop side in px (default: the encoder's)")
     parser.add_argument("--short-side", type=int, default=None, help="resize target (default: crop*256/224)")
-    parser.add_argument("--temporal-views", type=int, default=1, help="clips per video in time (VideoMAE: 2)")
-    parser.add_argument("--spatial-crops", type=int, default=1, help="crops per clip (VideoMAE: 3)")
+    parser.add_argument("--temporal-views", type=int, default=None,
+                        help="clips per video in time (default: the protocol's, else 1; VideoMAE: 2)")
+    parser.add_argument("--spatial-crops", type=int, default=None,
+                        help="crops per clip (default: the protocol's, else 1; VideoMAE: 3)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
     parser.add_argument("--workers", type=int, default=4, help="decoding processes")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
@@ -67,16 +73,21 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def clip_config_from_args(args: argparse.Namespace) -> ClipConfig:
-    """The clip decoding settings; frames and crop must match the encoder."""
+    """The clip decoding settings: flags, else the protocol's defaults, else the encoder's."""
     video = resolve_video_config(args.encoder, args.config)
-    frames = args.frames or video.num_frames
+    defaults = PROTOCOLS[args.protocol].clip_defaults
+    frames = args.frames or defaults.get("frames", video.num_frames)
     crop = args.crop or video.img_size
-    if (frames, crop) != (video.num_frames, video.img_size):
-        raise ValueError(f"--frames {frames} --crop {crop} do not match the encoder "
-                         f"({video.num_frames} frames at {video.img_size} px)")
+    if crop != video.img_size:
+        raise ValueError(f"--crop {crop} does not match the encoder's {video.img_size} px "
+                         "(its spatial position table is fixed-size)")
+    if frames % video.tubelet_size:
+        raise ValueError(f"--frames {frames} does not tile into the encoder's tubelets of "
+                         f"{video.tubelet_size} frames")
     short_side = args.short_side or round(crop * 256 / 224)  # the usual 256-resize / 224-crop ratio
     return ClipConfig(frames=frames, short_side=short_side, crop=crop,
-                      temporal_views=args.temporal_views, spatial_crops=args.spatial_crops)
+                      temporal_views=args.temporal_views or defaults.get("temporal_views", 1),
+                      spatial_crops=args.spatial_crops or defaults.get("spatial_crops", 1))
 
 
 def request_from_args(args: argparse.Namespace) -> EvalRequest:

@@ -22,15 +22,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,6 +159,16 @@ def segment_indices(num_frames: int, segments: int, view: int = 0, views: int = 
     return [min(num_frames - 1, int(seg * (m + offset))) for m in range(segments)]
 
 
+def random_segment_indices(num_frames: int, segments: int, rng: random.Random | None = None) -> list[int]:
+    """TSN training sampling: one frame at a uniformly random place inside each of ``segments``.
+
+    ``rng`` None draws from torch's RNG, which a DataLoader seeds differently in each worker.
+    """
+    seg = num_frames / segments
+    offsets = [rng.random() for _ in range(segments)] if rng is not None else torch.rand(segments).tolist()
+    return [min(num_frames - 1, int(seg * (m + u))) for m, u in enumerate(offsets)]
+
+
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     """``(h, w)`` with the short side at ``short_side`` and the aspect ratio kept."""
     scale = short_side / min(height, width)
@@ -219,16 +232,33 @@ def decode_views(path: str | Path, cfg: ClipConfig) -> torch.Tensor:
     return torch.stack(views)  # (V*S, 3, M, crop, crop)
 
 
-def try_decode_views(path: str | Path, cfg: ClipConfig) -> tuple[torch.Tensor | None, str | None]:
-    """:func:`decode_views` with the failure returned as data: ``(views, None)`` or ``(None, error)``."""
+def decode_train_frames(path: str | Path, cfg: ClipConfig, rng: random.Random | None = None) -> torch.Tensor:
+    """Training frames of one video, uint8 ``(M, h, w, 3)`` resized to ``short_side``, not cropped:
+    a random frame inside each of the M segments (:func:`random_segment_indices`). The fine-tuning
+    protocols crop, flip and normalise them in their own way."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such video file: {path}")
+    reader = _open_resized(path, cfg.short_side, cfg.decode_threads)
+    index = random_segment_indices(len(reader), cfg.frames, rng)
+    return torch.from_numpy(np.ascontiguousarray(reader.get_batch(index).asnumpy()))  # (M, h, w, 3)
+
+
+def try_decode(decode: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run a decoding call with the failure returned as data: ``(result, None)`` or ``(None, error)``."""
     from decord import DECORDError
 
     try:
-        return decode_views(path, cfg), None
+        return decode(), None
     # decord raises RuntimeError when it cannot open a file, DECORDError when a frame fails to decode
     # and AssertionError for a container that reports zero frames; a missing file is FileNotFoundError.
     except (RuntimeError, DECORDError, AssertionError, OSError) as err:
         return None, f"{type(err).__name__}: {str(err).strip() or 'no message'}"
+
+
+def try_decode_views(path: str | Path, cfg: ClipConfig) -> tuple[torch.Tensor | None, str | None]:
+    """:func:`decode_views` with the failure returned as data: ``(views, None)`` or ``(None, error)``."""
+    return try_decode(lambda: decode_views(path, cfg))
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -10,6 +10,13 @@ whose keys or shapes differ from the configured VideoViT is refused with the lis
 an encoder evaluated half-initialised would give plausible-looking, meaningless numbers. When the
 export stored its ``video_config`` in the file's metadata, the architecture fields are checked against
 the given config too (or taken from there when no config is given).
+
+Another frame count than the encoder's (the Frozen retrieval protocol uses 4 frames, the paper's
+encoder 16) is supported by resampling the temporal position table: :func:`resample_temporal_table`
+interpolates linearly over the slots with the first and last slot kept (``align_corners=True``), so
+the new slots span the same range of learned temporal positions as the old ones. Every other weight
+is independent of the frame count. The strict key and shape checks run against the file's own frame
+count first; only then is the table resampled.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from tvts_train.config import ExperimentConfig, ModelConfig, VideoConfig, load_config
@@ -111,17 +119,38 @@ def _differences(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor])
     }
 
 
-def load_video_encoder(path: str | Path, preset_or_config: ConfigLike | None = None) -> VideoViT:
+def resample_temporal_table(table: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """``(1, T', D)`` temporal position table -> ``(1, num_slots, D)``; unchanged when T' = num_slots.
+
+    Linear interpolation over slot positions with the end slots aligned: slot j of the new table sits
+    at ``j * (T' - 1) / (num_slots - 1)`` of the old one. A single new slot takes the mean of the table
+    (the midpoint of the learned range rather than an arbitrary end).
+    """
+    if table.shape[1] == num_slots:
+        return table
+    if num_slots == 1:
+        return table.mean(dim=1, keepdim=True)  # (1, 1, D)
+    x = table.transpose(1, 2).float()  # (1, D, T')
+    x = F.interpolate(x, size=num_slots, mode="linear", align_corners=True)  # (1, D, num_slots)
+    return x.transpose(1, 2).to(table.dtype).contiguous()  # (1, num_slots, D)
+
+
+def load_video_encoder(
+    path: str | Path, preset_or_config: ConfigLike | None = None, num_frames: int | None = None
+) -> VideoViT:
     """Build the configured VideoViT and load the exported weights into it; returns it in eval mode.
 
     ``preset_or_config`` None: the architecture stored in the file's metadata. Raises
     :class:`CheckpointMismatch` naming the missing, unexpected and mis-shaped keys (or the differing
-    architecture fields) when the file does not fit the configuration exactly.
+    architecture fields) when the file does not fit the configuration exactly. ``num_frames`` (None:
+    the configured count) builds the encoder for clips of that many frames, with the temporal
+    position table resampled (see :func:`resample_temporal_table`).
     """
     from safetensors.torch import load_file
 
     file = encoder_file(path)
-    encoder = VideoViT(resolve_video_config(file, preset_or_config))
+    cfg = resolve_video_config(file, preset_or_config)
+    encoder = VideoViT(cfg)
     state = load_file(str(file))
     diff = _differences(encoder.state_dict(), state)
     log.info("encoder %s: %d tensors; missing %s, unexpected %s, mismatched %s",
@@ -129,6 +158,12 @@ def load_video_encoder(path: str | Path, preset_or_config: ConfigLike | None = N
     if any(diff.values()):
         raise CheckpointMismatch(f"{file} does not fit the configured VideoViT: " +
                                  "; ".join(f"{k} {v}" for k, v in diff.items() if v))
+    if num_frames is not None and num_frames != cfg.num_frames:
+        encoder = VideoViT(replace(cfg, num_frames=num_frames))  # raises when frames do not tile into tubelets
+        old = state["pos_embed_temporal"]
+        state["pos_embed_temporal"] = resample_temporal_table(old, encoder.num_slots)
+        log.info("encoder %s: %d frames -> %d; temporal table resampled %d -> %d slots",
+                 file, cfg.num_frames, num_frames, old.shape[1], encoder.num_slots)
     encoder.load_state_dict(state, strict=True)
     return encoder.eval()
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 
 from tvts_train.eval.clips import ClipConfig, Manifest, read_manifest
+from tvts_train.eval import finetune as ft
+from tvts_train.eval import text_retrieval as tr
 from tvts_train.eval.features import EncodedVideos, default_device, encode_videos, load_video_encoder
 from tvts_train.eval.linear_probe import ProbeConfig, linear_probe
 from tvts_train.eval.retrieval import video_to_video_recall
@@ -48,7 +50,10 @@ class Protocol:
     reference: dict[str, Any]  # the paper's numbers (fractions) and where they come from
     add_arguments: Callable[[argparse.ArgumentParser], None]  # protocol-specific flags
     options: Callable[[argparse.Namespace], Any]  # flags -> the protocol's options dataclass
-    run: Callable[[EvalRequest, Any], dict[str, Any]]  # -> {"metrics": {...}, "videos": {...}}
+    run: Callable[[EvalRequest, Any], dict[str, Any]]  # -> {"metrics": {...}, "videos": {...}[, ...]}
+    # The protocol's own clip settings where the CLI flags leave them out (e.g. Frozen's 4 frames,
+    # VideoMAE's 2x3 test views); anything else defaults to the encoder's frames and one view.
+    clip_defaults: dict[str, int] = field(default_factory=dict)
 
 
 def _encode_split(request: EvalRequest, encoder: VideoViT, manifest: Manifest, split: str | None) -> EncodedVideos:
@@ -87,7 +92,7 @@ def _retrieval_options(args: argparse.Namespace) -> RetrievalOptions:
 
 
 def run_retrieval(request: EvalRequest, options: RetrievalOptions) -> dict[str, Any]:
-    encoder = load_video_encoder(request.encoder, request.config)
+    encoder = load_video_encoder(request.encoder, request.config, num_frames=request.clip.frames)
     encoded = _encode_split(request, encoder, read_manifest(request.manifest), options.split)
     device = torch.device(request.device) if request.device else default_device()
     # On a GPU the all-vs-all similarity (25k x 25k x 768 for SSV2) takes seconds instead of minutes.
@@ -123,7 +128,7 @@ def _probe_options(args: argparse.Namespace) -> LinearProbeOptions:
 
 
 def run_linear_probe(request: EvalRequest, options: LinearProbeOptions) -> dict[str, Any]:
-    encoder = load_video_encoder(request.encoder, request.config)
+    encoder = load_video_encoder(request.encoder, request.config, num_frames=request.clip.frames)
     manifest = read_manifest(request.manifest)
     train = _encode_split(request, encoder, manifest, options.train_split)
     held_out = _encode_split(request, encoder, manifest, options.eval_split)
@@ -155,6 +160,25 @@ PROTOCOLS: dict[str, Protocol] = {
         options=_probe_options,
         run=run_linear_probe,
     ),
+    "finetune": Protocol(
+        name="finetune",
+        help="full fine-tuning, VideoMAE recipe (layer decay 0.75, warmup + cosine, mixup/cutmix, 2x3 test views)",
+        reference={"dataset": "SSV2", "top1": 0.685,
+                   "source": "TVTS paper, full fine-tuning: SSV2 68.5, K400 78.8, UCF-101 95.1, HMDB-51 70.5 top-1"},
+        add_arguments=ft.add_finetune_arguments,
+        options=ft.finetune_options,
+        run=ft.run_finetune,
+        clip_defaults={"temporal_views": 2, "spatial_crops": 3},
+    ),
+    "text-retrieval": Protocol(
+        name="text-retrieval",
+        help="text-to-video retrieval after fine-tuning both towers with InfoNCE (Frozen protocol, 4 frames)",
+        reference=tr.REFERENCE,
+        add_arguments=tr.add_text_retrieval_arguments,
+        options=tr.text_retrieval_options,
+        run=tr.run_text_retrieval,
+        clip_defaults={"frames": 4},
+    ),
 }
 
 
@@ -170,7 +194,7 @@ def run_protocol(name: str, request: EvalRequest, options: Any | None = None) ->
         "metrics": outcome["metrics"],
         "paper": protocol.reference,
         "unit": UNIT_NOTE,
-        "videos": outcome["videos"],
+        **{k: v for k, v in outcome.items() if k != "metrics"},  # videos, and history/captions where kept
         "encoder": str(request.encoder),
         "config": request.config,
         "manifest": str(request.manifest),
