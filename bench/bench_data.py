@@ -87,7 +87,7 @@ from tvts_data.config import load_prepare_config
 from tvts_data.runner import prepare
 n, cores = int(sys.argv[3]), sys.argv[4]
 if cores != "all":  # before ray.init: the GCS, the raylet and the workers inherit the driver's affinity
-    os.sched_setaffinity(0, set(range(int(cores))))
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:int(cores)])  # the first allowed cores
 ray.init(address="local", num_cpus=n, include_dashboard=False, log_to_driver=False)
 
 def warm(row):

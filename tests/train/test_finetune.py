@@ -166,6 +166,10 @@ def test_schedule_warms_up_linearly_then_cosine_to_min_lr():
 def test_videomae_lr_scaling():
     assert videomae_lr(256) == 5e-4 and videomae_lr(8) == pytest.approx(1.5625e-5)
     assert FinetuneConfig().lr == videomae_lr(FinetuneConfig().batch_size)
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        FinetuneConfig(epochs=0)
+    with pytest.raises(ValueError, match="min_lr"):
+        FinetuneConfig(lr=1e-8)  # below the default min_lr: the "decay" would climb
 
 
 # ----------------------------------------------------------------------------- mixup
@@ -215,10 +219,13 @@ def test_training_clips_are_random_crops_and_failures_are_data(manifest_path):
     video = manifest.select("train")[0]
     dataset = TrainClipDataset([video, LabelledVideo(manifest_path.parent / "garbage.mp4", 0, "train")], CLIP,
                                FinetuneConfig())
-    torch.manual_seed(0)
-    a, b = dataset[0], dataset[0]
+    a, again = dataset[0], dataset[0]
     assert a.views.shape == (1, 3, 4, 64, 64) and a.error is None
-    assert not torch.equal(a.views, b.views)  # a new crop / frames each time
+    # Draws are fixed by (seed, epoch, video), not by the global RNG or the worker that decodes them...
+    torch.manual_seed(123)
+    assert torch.equal(a.views, again.views) and torch.equal(a.views, dataset[0].views)
+    dataset.epoch = 1  # ...and change from epoch to epoch: a new crop / frames each pass
+    assert not torch.equal(a.views, dataset[0].views)
     bad = dataset[1]
     assert bad.views is None and "garbage.mp4" in bad.path and bad.error
 
@@ -231,8 +238,9 @@ def test_finetune_learns_separable_classes_and_skips_corrupt_videos(manifest_pat
     # The recipe (mixup + cutmix + label smoothing, layer decay, warmup + cosine), with more updates and
     # a higher lr than VideoMAE's: this encoder starts from random weights, not from pre-training.
     cfg = FinetuneConfig(epochs=30, warmup_epochs=1, batch_size=2, lr=5e-3, min_lr=1e-5, drop_path=0.0,
-                         crop_scale=(0.3, 1.0), eval_every=10, eval_batch_size=6, seed=0)
-    out = finetune(tiny_vit(), manifest, "train", "val", CLIP, cfg, torch.device("cpu"), tmp_path / "ft.safetensors")
+                         crop_scale=(0.3, 1.0), eval_every=10, seed=0)
+    out = finetune(tiny_vit(), manifest, "train", "val", CLIP, cfg, torch.device("cpu"), tmp_path / "ft.safetensors",
+                   eval_batch_size=6)
     assert out["metrics"]["top1"] == 1.0 and out["metrics"]["top5"] == 1.0  # 3 classes: chance is 1/3
     history = out["history"]
     assert [h["epoch"] for h in history] == list(range(1, 31))
@@ -268,11 +276,14 @@ def test_run_finetune_through_a_saved_encoder_and_save(manifest_path, tmp_path, 
     add_finetune_arguments(parser)
     defaults = finetune_options(parser.parse_args([]))
     assert defaults.finetune.lr == videomae_lr(8) and defaults.finetune.flip and defaults.output is None
+    # VideoMAE scales min_lr and warmup_lr (1e-6 per 256 clips) with the batch as it scales lr
+    assert defaults.finetune.min_lr == pytest.approx(videomae_lr(8, 1e-6)) == defaults.finetune.warmup_lr
     args = parser.parse_args(["--epochs", "2", "--warmup-epochs", "1", "--ft-batch-size", "4", "--no-flip",
                               "--mixup", "0.5", "--layer-decay", "0.65", "--save", str(tmp_path / "cls.safetensors")])
     options = finetune_options(args)
     assert isinstance(options, FinetuneOptions)
     assert options.finetune.lr == videomae_lr(4) and not options.finetune.flip
+    assert options.finetune.min_lr == pytest.approx(videomae_lr(4, 1e-6))
     assert options.finetune.layer_decay == 0.65 and options.finetune.epochs == 2
     request = EvalRequest(encoder=tmp_path, config=None, manifest=manifest_path, clip=CLIP, batch_size=4,
                           num_workers=0, device="cpu")

@@ -13,8 +13,9 @@ the given config too (or taken from there when no config is given).
 
 Another frame count than the encoder's (the Frozen retrieval protocol uses 4 frames, the paper's
 encoder 16) is supported by resampling the temporal position table: :func:`resample_temporal_table`
-interpolates linearly over the slots with the first and last slot kept (``align_corners=True``), so
-the new slots span the same range of learned temporal positions as the old ones. Every other weight
+interpolates linearly at the time centre of each new slot (``align_corners=False``, as timm resamples
+position tables): a slot covers a span of the clip, so 4 frames (2 slots, centres at 1/4 and 3/4 of
+the clip) read the 16-frame table (8 slots) at old positions 1.5 and 5.5. Every other weight
 is independent of the frame count. The strict key and shape checks run against the file's own frame
 count first; only then is the table resampled.
 """
@@ -122,16 +123,13 @@ def _differences(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor])
 def resample_temporal_table(table: torch.Tensor, num_slots: int) -> torch.Tensor:
     """``(1, T', D)`` temporal position table -> ``(1, num_slots, D)``; unchanged when T' = num_slots.
 
-    Linear interpolation over slot positions with the end slots aligned: slot j of the new table sits
-    at ``j * (T' - 1) / (num_slots - 1)`` of the old one. A single new slot takes the mean of the table
-    (the midpoint of the learned range rather than an arbitrary end).
+    Linear interpolation at slot centres: new slot j covers ``[j, j + 1) / num_slots`` of the clip and
+    reads the old table at ``(j + 0.5) * T' / num_slots - 0.5`` (clamped to the end slots).
     """
     if table.shape[1] == num_slots:
         return table
-    if num_slots == 1:
-        return table.mean(dim=1, keepdim=True)  # (1, 1, D)
     x = table.transpose(1, 2).float()  # (1, D, T')
-    x = F.interpolate(x, size=num_slots, mode="linear", align_corners=True)  # (1, D, num_slots)
+    x = F.interpolate(x, size=num_slots, mode="linear", align_corners=False)  # (1, D, num_slots)
     return x.transpose(1, 2).to(table.dtype).contiguous()  # (1, num_slots, D)
 
 

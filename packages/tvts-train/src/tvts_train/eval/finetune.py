@@ -85,6 +85,11 @@ def videomae_lr(batch_size: int, base: float = 5e-4) -> float:
     return base * batch_size / 256
 
 
+# VideoMAE quotes min_lr and warmup_lr (1e-6) per 256 clips too and scales them with the lr, so both
+# stay this fraction of the lr whatever the batch.
+VIDEOMAE_MIN_LR_RATIO = 1e-6 / 5e-4
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """VideoMAE's fine-tuning recipe (defaults: its ViT-B settings, batch 8)."""
@@ -93,8 +98,8 @@ class FinetuneConfig:
     warmup_epochs: int = 5
     batch_size: int = 8  # training clips per update
     lr: float = videomae_lr(8)  # the lr used (head group); see videomae_lr for VideoMAE's scaling
-    min_lr: float = 1e-6  # end of the cosine (times each group's lr_scale)
-    warmup_lr: float = 1e-6  # start of the warmup (times each group's lr_scale)
+    min_lr: float = videomae_lr(8, 1e-6)  # end of the cosine (times each group's lr_scale)
+    warmup_lr: float = videomae_lr(8, 1e-6)  # start of the warmup (times each group's lr_scale)
     weight_decay: float = 0.05  # not on biases, norms, cls token and position tables
     layer_decay: float = 0.75  # block i of depth L trains at decay^(L-i) of lr, the stem at decay^(L+1)
     drop_path: float = 0.1  # stochastic depth of the last block (linear ramp from 0)
@@ -111,8 +116,13 @@ class FinetuneConfig:
     grad_clip: float | None = None  # max gradient norm; None: no clipping (VideoMAE)
     seed: int = 0
     eval_every: int = 5  # epochs between single-view evaluations; 0: only the final multi-view one
-    eval_batch_size: int = 8  # videos per evaluation batch, clips per forward (run_finetune: --batch-size)
-    num_workers: int = 0  # decoding processes (run_finetune: --workers)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"fine-tuning needs epochs >= 1 and batch_size >= 1, got {self.epochs} and "
+                             f"{self.batch_size}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr {self.min_lr} must lie in [0, lr={self.lr}]")
 
     @property
     def mixes(self) -> bool:
@@ -201,6 +211,8 @@ class TrainClipDataset(Dataset):
     def __init__(self, videos: list[LabelledVideo], clip: ClipConfig, cfg: FinetuneConfig) -> None:
         self.videos = videos
         self.clip = clip
+        self.seed = cfg.seed
+        self.epoch = 0  # set by the training loop before each pass (see __getitem__)
         crop = v2.RandomResizedCrop(clip.crop, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True)
         # A plain (M, 3, h, w) tensor is one image batch to v2: the same box and flip for every frame.
         self.transform = v2.Compose([crop, v2.RandomHorizontalFlip()]) if cfg.flip else crop
@@ -209,13 +221,18 @@ class TrainClipDataset(Dataset):
         return len(self.videos)
 
     def decode(self, path: Path) -> torch.Tensor:
-        frames = decode_train_frames(path, self.clip)  # (M, h, w, 3) uint8, torch RNG: seeded per worker
+        frames = decode_train_frames(path, self.clip)  # (M, h, w, 3) uint8; frames drawn from torch's RNG
         frames = self.transform(frames.permute(0, 3, 1, 2))  # (M, 3, crop, crop) uint8
         return normalise(frames.permute(0, 2, 3, 1), self.clip.mean, self.clip.std).unsqueeze(0)  # (1, 3, M, c, c)
 
     def __getitem__(self, i: int) -> ClipItem:
         video = self.videos[i]
-        clip, error = try_decode(lambda: self.decode(video.path))
+        # The frame, crop and flip draws are fixed by (seed, epoch, video), not by which loader worker
+        # decodes the video: results do not depend on --workers. torchvision's transforms draw from
+        # torch's global RNG, hence a forked RNG seeded per item.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
+            clip, error = try_decode(lambda: self.decode(video.path))
         return ClipItem(index=i, views=clip, label=video.label, path=str(video.path), error=error)
 
 
@@ -239,11 +256,11 @@ def _autocast(device: torch.device) -> torch.autocast:
 
 
 @torch.no_grad()
-def evaluate(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConfig, cfg: FinetuneConfig,
-             device: torch.device, skipped: dict[str, str]) -> dict[str, float]:
+def evaluate(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConfig, device: torch.device,
+             skipped: dict[str, str], batch_size: int = 8, num_workers: int = 0) -> dict[str, float]:
     """Top-1/top-5 of the view-averaged softmax scores; undecodable videos go to ``skipped``."""
     model.eval()
-    loader = DataLoader(ClipDataset(videos, clip), batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
+    loader = DataLoader(ClipDataset(videos, clip), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=collate_clips)
     scores, labels = [], []
     for batch in loader:
@@ -253,9 +270,9 @@ def evaluate(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConf
         B, V = batch.views.shape[:2]
         flat = batch.views.flatten(0, 1)  # (B*V, 3, M, H, W)
         logits = []
-        for start in range(0, len(flat), cfg.eval_batch_size):
+        for start in range(0, len(flat), batch_size):
             with _autocast(device):
-                logits.append(model(flat[start:start + cfg.eval_batch_size].to(device)).float().cpu())
+                logits.append(model(flat[start:start + batch_size].to(device)).float().cpu())
         probs = torch.cat(logits).softmax(dim=-1).view(B, V, -1)  # (B, V, classes)
         scores.append(probs.mean(dim=1))  # (B, classes)
         labels.append(batch.labels)
@@ -306,6 +323,8 @@ def finetune(
     cfg: FinetuneConfig,
     device: torch.device,
     output: Path | None = None,
+    eval_batch_size: int = 8,
+    num_workers: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune a copy of ``encoder`` with a linear head on ``train_split``, score ``eval_split``.
 
@@ -313,7 +332,8 @@ def finetune(
     epoch, its mean training loss, the top group's lr at its last update and, when evaluated, ``eval_top1``
     (one centre view during training; the ``clip`` views at the last epoch, equal to ``metrics["top1"]``).
     ``videos`` counts the decoded and skipped files of each split. With ``output`` the classifier is
-    saved there as safetensors (see :func:`load_classifier`).
+    saved there as safetensors (see :func:`load_classifier`). ``eval_batch_size`` videos per evaluation
+    batch (and clips per forward), ``num_workers`` decoding processes for training and evaluation.
     """
     if (clip.frames, clip.crop) != (encoder.cfg.num_frames, encoder.cfg.img_size):
         raise ValueError(f"clips of {clip.frames} frames at {clip.crop}px do not fit the encoder "
@@ -325,8 +345,9 @@ def finetune(
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)  # timm's Mixup draws from numpy's global RNG
     model = build_classifier(encoder, len(manifest.classes), cfg).to(device)
-    loader = DataLoader(TrainClipDataset(train, clip, cfg), batch_size=cfg.batch_size, shuffle=True,
-                        num_workers=cfg.num_workers, collate_fn=collate_clips,
+    dataset = TrainClipDataset(train, clip, cfg)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=num_workers,
+                        collate_fn=collate_clips,
                         generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(loader))
@@ -338,6 +359,7 @@ def finetune(
     log.info("fine-tuning on %d videos (%d classes), %d epochs of %d steps, lr %.3g, evaluating %d videos",
              len(train), len(manifest.classes), cfg.epochs, len(loader), cfg.lr, len(held_out))
     for epoch in range(cfg.epochs):
+        dataset.epoch = epoch  # the workers of this pass get a copy with it
         loss, seen = _train_epoch(model, loader, optimizer, scheduler, mixup, cfg, device, epoch * len(loader),
                                   train_skipped)
         if seen == 0:
@@ -345,10 +367,11 @@ def finetune(
                                f"(first error: {next(iter(train_skipped.values()))})")
         record = {"epoch": epoch + 1, "train_loss": loss, "lr": max(g["lr"] for g in optimizer.param_groups)}
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
-            record["eval_top1"] = evaluate(model, held_out, single_view, cfg, device, eval_skipped)["top1"]
+            record["eval_top1"] = evaluate(model, held_out, single_view, device, eval_skipped, eval_batch_size,
+                                           num_workers)["top1"]
         log.info("fine-tune epoch %d/%d: %s", epoch + 1, cfg.epochs, record)
         history.append(record)
-    metrics = evaluate(model, held_out, clip, cfg, device, eval_skipped)
+    metrics = evaluate(model, held_out, clip, device, eval_skipped, eval_batch_size, num_workers)
     history[-1]["eval_top1"] = metrics["top1"]
     log.info("fine-tuned: %s on %d x %d views of %s", metrics, clip.temporal_views, clip.spatial_crops, eval_split)
     if output is not None:
@@ -429,6 +452,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     lr = args.lr if args.lr is not None else videomae_lr(args.ft_batch_size)
     cfg = FinetuneConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.ft_batch_size, lr=lr,
+                         min_lr=lr * VIDEOMAE_MIN_LR_RATIO, warmup_lr=lr * VIDEOMAE_MIN_LR_RATIO,
                          weight_decay=args.weight_decay, layer_decay=args.layer_decay, drop_path=args.drop_path,
                          label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix,
                          flip=not args.no_flip, eval_every=args.eval_every, seed=args.seed)
@@ -442,6 +466,6 @@ def run_finetune(request: EvalRequest, options: FinetuneOptions) -> dict[str, An
     if (request.clip.temporal_views, request.clip.spatial_crops) != (2, 3):
         log.warning("testing on %d x %d views; the paper's protocol uses 2 x 3 (--temporal-views 2 "
                     "--spatial-crops 3)", request.clip.temporal_views, request.clip.spatial_crops)
-    cfg = replace(options.finetune, eval_batch_size=request.batch_size, num_workers=request.num_workers)
     return finetune(encoder, read_manifest(request.manifest), options.train_split, options.eval_split,
-                    request.clip, cfg, device, Path(options.output) if options.output else None)
+                    request.clip, options.finetune, device, Path(options.output) if options.output else None,
+                    eval_batch_size=request.batch_size, num_workers=request.num_workers)

@@ -75,6 +75,12 @@ class TextRetrievalConfig:
     eval_every: int = 0  # also evaluate after every N-th epoch (0: only after the last)
     seed: int = 0  # projections' init, shuffling, frame/crop/caption draws, dropout
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size {self.batch_size}: InfoNCE needs >= 2 (video, caption) pairs per step")
+        if self.epochs < 0:
+            raise ValueError(f"epochs {self.epochs} must be >= 0 (0: evaluate only)")
+
 
 @dataclass(frozen=True)
 class TextRetrievalOptions:
@@ -360,8 +366,10 @@ def _fine_tune(model: RetrievalModel, train: CaptionedVideos, clip: ClipConfig, 
         if len(failed) == len(train.videos):
             raise RuntimeError(f"none of the {len(train.videos)} train videos could be decoded "
                                f"(first error: {next(iter(failed.values()))})")
-        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                                 "batch_r1": float(np.mean(r1s)) if r1s else float("nan"),
+        if not losses:  # every batch had fewer than 2 decodable pairs: reporting this epoch would be a lie
+            raise RuntimeError(f"epoch {epoch + 1} made no update: {len(usable) - len(failed)} usable train "
+                               f"videos in batches of {cfg.batch_size} never gave 2 pairs; add train videos")
+        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "batch_r1": float(np.mean(r1s)),
                                  "lr": sched.get_last_lr()[0], "skipped_videos": len(failed)}
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
             entry["t2v"] = evaluate(model, test, clip, cfg.batch_size, device, num_workers)[0]["t2v"]
