@@ -10,6 +10,7 @@ clip carries something temporal a model could use). Transcript k of window i rea
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,11 @@ def write_corpus(
         rows = [window_row(i, **row_kwargs) for i in range(start, min(n_windows, start + per_file))]
         paths.append(write_shard(directory / f"shard-{start // per_file:05d}-000.parquet", rows, row_group_size))
     return paths
+
+
+def ffmpeg(out: Path, source: str, *extra: str) -> Path:
+    """Render a lavfi source to an H.264 mp4 (argv list: no shell)."""
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, *extra,
+           "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)]
+    subprocess.run(cmd, check=True, timeout=60)
+    return out

@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import math
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,17 +36,10 @@ from tvts_train.eval import (
     video_to_video_recall,
 )
 from tvts_train.eval.clips import IMAGENET_MEAN, IMAGENET_STD, crop_offsets, resized_size
+from synthetic import ffmpeg
 from tvts_train.model import CheckpointMismatch, VideoViT
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-def ffmpeg(out: Path, source: str, *extra: str) -> Path:
-    """Render a lavfi source to an H.264 mp4 (argv list: no shell)."""
-    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, *extra,
-           "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)]
-    subprocess.run(cmd, check=True, timeout=60)
-    return out
 
 
 @pytest.fixture(scope="module")

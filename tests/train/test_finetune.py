@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from tvts_train.eval.finetune import (
 from tvts_train.eval.clips import random_segment_indices
 from tvts_train.eval.protocols import EvalRequest
 from tvts_train.export import save_video_encoder
+from synthetic import ffmpeg
 from tvts_train.model import VideoViT
 
 # ----------------------------------------------------------------------------- fixtures
@@ -50,14 +50,6 @@ SOURCES = {"testsrc": "testsrc=size=96x64:rate=10",
            "blue": "color=c=0x3040c0:size=96x64:rate=10,noise=alls=40:allf=t"}
 TRAIN_VARIANTS = [("-t", "2"), ("-t", "3", "-vf", "hflip"), ("-t", "2", "-vf", "vflip")]
 VAL_VARIANTS = [("-t", "2.5", "-vf", "hflip,vflip")]
-
-
-def ffmpeg(out: Path, source: str, *extra: str) -> Path:
-    """Render a lavfi source to an H.264 mp4 (argv list: no shell)."""
-    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, *extra,
-           "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)]
-    subprocess.run(cmd, check=True, timeout=60)
-    return out
 
 
 @pytest.fixture(scope="module")

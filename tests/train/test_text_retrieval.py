@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_eval import ffmpeg
+from synthetic import ffmpeg
 
 from tvts_train.config import TextConfig, VideoConfig, load_config
 from tvts_train.eval import ClipConfig, ManifestError, load_video_encoder

@@ -29,7 +29,7 @@ import argparse
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,13 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from tvts_train.config import TextConfig, list_presets, load_config
+from tvts_train.config import OptimConfig, TextConfig, list_presets, load_config
 from tvts_train.eval.clips import (
     SPLITS, ClipConfig, LabelledVideo, ManifestError, _read_rows, _split_of, decode_train_frames, normalise,
     try_decode,
 )
 from tvts_train.eval.features import default_device, encode_videos, load_video_encoder
 from tvts_train.model import InfoNCE, TextEncoder, VideoViT, text_projection, video_projection
+from tvts_train.schedule import build_scheduler
 
 if TYPE_CHECKING:
     from tvts_train.eval.protocols import EvalRequest
@@ -258,17 +259,6 @@ def _collate_pairs(items: list[tuple[int, torch.Tensor | None, str, str | None]]
             "captions": [it[2] for it in ok], "failed": [(it[0], it[3]) for it in items if it[1] is None]}
 
 
-def _lr_lambda(cfg: TextRetrievalConfig, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -338,7 +328,8 @@ def _fine_tune(model: RetrievalModel, train: CaptionedVideos, clip: ClipConfig, 
     """The training epochs; returns the per-epoch history and the undecodable train videos (index -> error)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * math.ceil(len(train.videos) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
+    # The pretrainer's schedules: linear warmup, then constant (Frozen) or cosine to 0.
+    sched = build_scheduler(opt, OptimConfig(schedule=cfg.schedule, warmup_steps=cfg.warmup_steps), total_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     failed: dict[int, str] = {}
     history: list[dict[str, Any]] = []
