@@ -108,11 +108,13 @@ def _gather_worker(rank: int, port: int, out_dir: str) -> None:
     try:
         v_all, t_all = _features()
         rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
-        v = v_all[rows].clone().requires_grad_(True)  # this rank's share of the global batch
-        t = t_all[rows].clone().requires_grad_(True)
-        loss = InfoNCE(0.05)(v, t)
-        loss.backward()
-        torch.save({"loss": loss.detach(), "v": v.grad, "t": t.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+        for grad in ("exact", "reference"):
+            v = v_all[rows].clone().requires_grad_(True)  # this rank's share of the global batch
+            t = t_all[rows].clone().requires_grad_(True)
+            loss = InfoNCE(0.05, grad=grad)(v, t)
+            loss.backward()
+            torch.save({"loss": loss.detach(), "v": v.grad, "t": t.grad},
+                       os.path.join(out_dir, f"{grad}-rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -128,7 +130,7 @@ def test_infonce_all_gather_equals_single_process_on_the_whole_batch(tmp_path):
     single = InfoNCE(0.05)(v_all, t_all)  # no process group: the whole batch in one place
     single.backward()
 
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = [torch.load(tmp_path / f"exact-rank{r}.pt") for r in range(WORLD)]
     # The data-parallel engine averages over ranks, so the reference is the mean of the rank losses
     # and of the rank gradients; each rank's gradient covers only its own slice.
     torch.testing.assert_close(sum(r["loss"] for r in ranks) / WORLD, single.detach())
@@ -137,3 +139,37 @@ def test_infonce_all_gather_equals_single_process_on_the_whole_batch(tmp_path):
     torch.testing.assert_close(grad_v, v_all.grad, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(grad_t, t_all.grad, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(ranks[0]["loss"], ranks[1]["loss"])  # the ranks did see different queries
+
+
+def _rank_loss_alone(rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank ``rank``'s loss (its queries against every rank's keys) and its gradient with respect to
+    its own features only: what the reference code's gather gives that rank."""
+    v_all, t_all = _features()
+    rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
+    v, t = v_all[rows].clone().requires_grad_(True), t_all[rows].clone().requires_grad_(True)
+    v_keys = torch.cat([v_all[: rank * LOCAL], v, v_all[(rank + 1) * LOCAL:]])  # others' rows: constants
+    t_keys = torch.cat([t_all[: rank * LOCAL], t, t_all[(rank + 1) * LOCAL:]])
+    vn, tn = torch.nn.functional.normalize(v, dim=-1), torch.nn.functional.normalize(t, dim=-1)
+    vk, tk = torch.nn.functional.normalize(v_keys, dim=-1), torch.nn.functional.normalize(t_keys, dim=-1)
+    target = torch.arange(LOCAL) + rank * LOCAL
+    loss = (torch.nn.functional.cross_entropy(vn @ tk.T / 0.05, target)
+            + torch.nn.functional.cross_entropy(tn @ vk.T / 0.05, target))
+    loss.backward()
+    return loss.detach(), v.grad, t.grad
+
+
+@pytest.mark.timeout(240)
+def test_infonce_reference_gradient_is_each_rank_own_loss_over_world_size(tmp_path):
+    """model.base_grad_scale=reference: what the authors' code trains on at W ranks (W=2 here)."""
+    from conftest import free_port
+
+    mp.spawn(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        ref = torch.load(tmp_path / f"reference-rank{rank}.pt")
+        exact = torch.load(tmp_path / f"exact-rank{rank}.pt")
+        loss, gv, gt = _rank_loss_alone(rank)
+        torch.testing.assert_close(ref["loss"], loss)  # the forward is the same loss
+        torch.testing.assert_close(ref["loss"], exact["loss"])
+        torch.testing.assert_close(ref["v"], gv, atol=1e-6, rtol=1e-5)  # only this rank's own term
+        torch.testing.assert_close(ref["t"], gt, atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(ref["v"], exact["v"])  # and it is not the exact gradient

@@ -1,5 +1,5 @@
 """`tvts-data`: build a corpus (prepare), check a caption file (captions), look at a corpus (inspect),
-retry what failed for a passing reason (retry-failed)."""
+retry what failed for a passing reason (retry-failed), generate inputs (synth)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--set", action="append")
     retry.add_argument("--ray-address")
     retry.set_defaults(fn=cmd_retry_failed)
+
+    from tvts_data.synth.__main__ import add_synth_commands, run_synth
+
+    synth = sub.add_parser("synth", help="generate inputs: sample corpus, bad inputs, narrated world, "
+                                         "order-only temporal benchmark")
+    add_synth_commands(synth.add_subparsers(dest="generator", required=True))
+    synth.set_defaults(fn=run_synth)
     return p
 
 

@@ -93,7 +93,7 @@ def _pretrain_run(args: argparse.Namespace) -> int:
 
     try:
         cfg = replace_max_steps(load_config(args.config, parse_overrides(args.overrides)), args.max_steps)
-    except (ConfigError, argparse.ArgumentTypeError) as err:
+    except (ConfigError, argparse.ArgumentTypeError, ValueError) as err:
         log.error("%s", err)
         return EXIT_USAGE
     data = args.data or cfg.data.shards

@@ -55,6 +55,13 @@ class TextConfig:
     tokenizer: str | None = None  # tokenizer name/folder; None: same as name_or_path
     local_files_only: bool = True  # never reach a model hub (the machines have no internet)
     max_len: int = 50  # tokens per transcript (truncation and padding)
+    # Keep only the first N transformer layers of the pretrained encoder (None: all). A smaller text
+    # tower for CPU-sized runs that keeps the method (still pretrained, still trained end to end).
+    keep_layers: int | None = None
+    # The transcript feature: the [CLS] output (paper, DistilBERT) or the mean over the tokens, for
+    # sentence encoders trained with mean pooling (all-MiniLM-L6-v2, whose early-layer [CLS] is the
+    # same vector for every input).
+    pooling: Literal["cls", "mean"] = "cls"
     tiny: bool = False  # build BertConfig from scratch instead of loading weights (CPU tests)
     hidden: int = 64  # tiny only: hidden size
     layers: int = 2  # tiny only: transformer layers
@@ -76,9 +83,20 @@ class ModelConfig:
     sort_depth: int = 2  # transformer blocks in the sort module
     sort_heads: int | None = None  # attention heads in the sort module; None: video.heads
     sort_stop_grad: bool = True  # detach transcript features fed to the sort module ("sg")
+    # The sort module attends to the video tokens (the method). False: it sees the K transcripts only,
+    # a text-only sorter: the floor the video has to beat (docs/reproduction.md).
+    sort_video: bool = True
     objective: Objective = "both"  # Table 2 ablations: base only / sort only / both
     mask_ratio: float = 0.75  # share of patches dropped per temporal slot during pre-training
     gather_negatives: bool = True  # InfoNCE negatives from every data-parallel rank
+    # The gradient of L_base across W ranks: "exact" (of the loss on the global batch) or "reference"
+    # (the authors' code: about L_base / W next to the full L_sort; docs/differences.md).
+    base_grad_scale: Literal["exact", "reference"] = "exact"
+
+    def __post_init__(self) -> None:
+        if not self.sort_video and self.objective == "base":
+            raise ValueError("model.sort_video=false describes a sort module, but objective 'base' has none; "
+                             "use objective 'sort' (a text-only sorter) or 'both'")
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,7 @@ def speak_script(
     word that would end later than 0.5 s before that: the returned list says which words were spoken.
     ``cache`` maps (word, voice, rate) to trimmed samples; by default one cache serves the process.
     """
-    if cache is None:
-        if len(_SHARED_CACHE) > _SHARED_CACHE_MAX:
-            _SHARED_CACHE.clear()
-        cache = _SHARED_CACHE
+    cache = _cache_or_shared(cache)
     pieces: list[tuple[int, np.ndarray]] = []
     timed: list[Word] = []
     cursor = round(start_at * SAMPLE_RATE)  # in samples, so times are exact multiples of 1/SAMPLE_RATE
@@ -127,6 +124,62 @@ def speak_script(
     write_wav(Path(out_wav), _mix(pieces, total))
     log.debug("spoke %d words (%.2f s of audio) into %s", len(timed), total / SAMPLE_RATE, out_wav)
     return timed
+
+
+def sentence_seconds(words: Sequence[str], gap_s: float = 0.12, voice: str = "en-us", rate: int = 160,
+                     cache: WordCache | None = None) -> float:
+    """How long :func:`speak_sentences` takes to say ``words`` (first word's start to last word's end)."""
+    cache = _cache_or_shared(cache)
+    samples = sum(_cached_word(w, voice, rate, cache).size for w in words)
+    return (samples + round(gap_s * SAMPLE_RATE) * max(0, len(words) - 1)) / SAMPLE_RATE
+
+
+def speak_sentences(
+    sentences: Sequence[tuple[float, Sequence[str]]],
+    out_wav: str | Path,
+    total_seconds: float,
+    gap_s: float = 0.12,
+    voice: str = "en-us",
+    rate: int = 160,
+    *,
+    cache: WordCache | None = None,
+) -> list[list[Word]]:
+    """Say each sentence starting at its own time (seconds) into a wav of ``total_seconds``.
+
+    For narration that must happen while something is on screen: the caller decides when each
+    sentence starts (``sentence_seconds`` says how long it lasts). Sentences must not overlap and must
+    end inside the wav; returns the words of each sentence with their true times.
+    """
+    cache = _cache_or_shared(cache)
+    total = round(total_seconds * SAMPLE_RATE)
+    pieces: list[tuple[int, np.ndarray]] = []
+    spoken: list[list[Word]] = []
+    previous_end = 0
+    for start, words in sentences:
+        cursor = round(start * SAMPLE_RATE)
+        if cursor < previous_end:
+            raise ValueError(f"sentence {' '.join(words)!r} at {start:.3f} s overlaps the one before it")
+        timed = []
+        for text in words:
+            audio = _cached_word(text, voice, rate, cache)
+            pieces.append((cursor, audio))
+            timed.append(Word(text, cursor / SAMPLE_RATE, (cursor + audio.size) / SAMPLE_RATE))
+            cursor += audio.size + round(gap_s * SAMPLE_RATE)
+        previous_end = round(timed[-1].end * SAMPLE_RATE) if timed else cursor
+        if previous_end > total:
+            raise ValueError(f"sentence {' '.join(words)!r} ends at {timed[-1].end:.3f} s, after the wav's "
+                             f"{total_seconds:.3f} s")
+        spoken.append(timed)
+    write_wav(Path(out_wav), _mix(pieces, total))
+    return spoken
+
+
+def _cache_or_shared(cache: WordCache | None) -> WordCache:
+    if cache is not None:
+        return cache
+    if len(_SHARED_CACHE) > _SHARED_CACHE_MAX:
+        _SHARED_CACHE.clear()
+    return _SHARED_CACHE
 
 
 def _cached_word(text: str, voice: str, rate: int, cache: WordCache) -> np.ndarray:

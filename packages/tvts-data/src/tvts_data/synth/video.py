@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import ffmpeg
 import numpy as np
@@ -64,6 +65,12 @@ def random_shapes(rng: np.random.Generator, width: int, height: int, count: int 
                             rng.uniform(0, width - size), rng.uniform(0, height - size),
                             speed * np.cos(angle), speed * np.sin(angle)))
     return shapes
+
+
+class FrameSource(Protocol):
+    """Anything that draws frame ``index`` as ``(H, W, 3)`` uint8 RGB."""
+
+    def frame(self, index: int) -> np.ndarray: ...
 
 
 class Scene:
@@ -126,17 +133,19 @@ def render_video(
     audio_wav: Path | None = None,
     keyint: int = 50,
     faststart: bool = True,
+    scene: FrameSource | None = None,
 ) -> int:
     """Write an H.264 mp4 of ``round(seconds * fps)`` frames (AAC audio from ``audio_wav`` if given).
 
     ``size`` is (width, height), both even (yuv420p). ``faststart`` puts the index (moov) first, as
-    web video has it. Returns the number of frames.
+    web video has it. ``scene`` draws the frames (default: bouncing shapes with the frame index
+    painted in, seeded by ``seed``). Returns the number of frames.
     """
     width, height = size
     if width % 2 or height % 2:
         raise ValueError(f"size {size}: width and height must be even for yuv420p")
     n_frames = round(seconds * fps)
-    scene = Scene(width, height, seed)
+    scene = scene if scene is not None else Scene(width, height, seed)
     process = _encoder(Path(path), width, height, fps, n_frames, audio_wav, keyint, faststart).run_async(
         cmd=ffmpeg_binary(), pipe_stdin=True, pipe_stderr=True)
     try:
@@ -175,3 +184,27 @@ def _encoder(path: Path, width: int, height: int, fps: int, n_frames: int, audio
     out = ffmpeg.output(*streams, str(path), **options)
     # errors only on stderr: a chatty ffmpeg could fill the pipe while we are still writing frames
     return out.global_args("-hide_banner", "-nostats", "-loglevel", "error").overwrite_output()
+
+
+def write_clip(path: str | Path, frames: np.ndarray, fps: int = 25, crf: int = 18) -> None:
+    """A short silent H.264 mp4 of ``frames`` ``(N, H, W, 3)`` uint8, encoded in-process with PyAV.
+
+    The same encoder settings as :func:`render_video` (yuv420p, constant frame rate from pts 0, one
+    GOP for the whole clip) without an ffmpeg process per file: labelled clip sets of hundreds of
+    files are written ~10x faster.
+    """
+    import av
+
+    n, height, width = frames.shape[:3]
+    if width % 2 or height % 2:
+        raise ValueError(f"frames of {width}x{height}: width and height must be even for yuv420p")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(n), "sc_threshold": "0"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())  # flush
+    tmp.replace(path)

@@ -25,7 +25,7 @@ import json
 import logging
 from pathlib import Path
 
-from tvts_train.eval.clips import ClipConfig
+from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig
 from tvts_train.eval.features import resolve_video_config
 from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, run_protocol
 
@@ -49,6 +49,9 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clips per video in time (default: the protocol's, else 1; VideoMAE: 2)")
     parser.add_argument("--spatial-crops", type=int, default=None,
                         help="crops per clip (default: the protocol's, else 1; VideoMAE: 3)")
+    parser.add_argument("--frame-order", choices=FRAME_ORDERS, default="forward",
+                        help="order of the M frames given to the encoder: forward (the protocol), or reversed / "
+                             "shuffled as controls of how much a result depends on time order")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per encoder forward")
     parser.add_argument("--workers", type=int, default=4, help="decoding processes")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
@@ -87,7 +90,8 @@ def clip_config_from_args(args: argparse.Namespace) -> ClipConfig:
     short_side = args.short_side or round(crop * 256 / 224)  # the usual 256-resize / 224-crop ratio
     return ClipConfig(frames=frames, short_side=short_side, crop=crop,
                       temporal_views=args.temporal_views or defaults.get("temporal_views", 1),
-                      spatial_crops=args.spatial_crops or defaults.get("spatial_crops", 1))
+                      spatial_crops=args.spatial_crops or defaults.get("spatial_crops", 1),
+                      frame_order=args.frame_order)
 
 
 def request_from_args(args: argparse.Namespace) -> EvalRequest:
@@ -100,11 +104,16 @@ def run_eval_command(args: argparse.Namespace) -> int:
     """Run the chosen protocol, write ``--out`` if given and print the JSON result (the CLI's output)."""
     protocol = PROTOCOLS[args.protocol]
     result = run_protocol(protocol.name, request_from_args(args), protocol.options(args))
+    return emit_result(result, args.out)
+
+
+def emit_result(result: dict, out: Path | None) -> int:
+    """Print the JSON result (the command's output) and write it to ``out`` when given."""
     text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-        log.info("wrote %s", args.out)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+        log.info("wrote %s", out)
     print(text)
     return 0
 
@@ -117,3 +126,42 @@ def _register_with_tvts_train_cli() -> None:
 
 
 _register_with_tvts_train_cli()
+
+
+# ----------------------------------------------------------------------------- sort-eval
+
+SORT_EVAL_HELP = "transcript-sorting accuracy of a pretraining run on held-out windows, with controls"
+
+
+def add_sort_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from tvts_train.eval.sorting import CONTROLS, SortEvalOptions
+
+    d = SortEvalOptions()
+    parser.add_argument("--run", required=True, type=Path, help="run folder of `tvts-train pretrain`")
+    parser.add_argument("--data", required=True, help="held-out corpus, shards folder, glob or list file")
+    parser.add_argument("--tag", default=None, help="checkpoint tag (default: the latest)")
+    parser.add_argument("--controls", nargs="+", choices=CONTROLS, default=list(CONTROLS))
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--mask-ratio", type=float, default=None, help="default: the run's training ratio")
+    parser.add_argument("--seed", type=int, default=d.seed, help="masks and frame shuffles")
+    parser.add_argument("--max-windows", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON result here too")
+
+
+def run_sort_eval_command(args: argparse.Namespace) -> int:
+    from tvts_train.eval.sorting import SortEvalOptions, evaluate_sorting
+
+    options = SortEvalOptions(controls=tuple(args.controls), batch_size=args.batch_size, mask_ratio=args.mask_ratio,
+                              seed=args.seed, max_windows=args.max_windows, tag=args.tag)
+    return emit_result(evaluate_sorting(args.run, args.data, options, device=args.device), args.out)
+
+
+def _register_sort_eval() -> None:
+    from tvts_train import cli
+
+    if "sort-eval" not in cli.COMMANDS:
+        cli.register(cli.Command("sort-eval", SORT_EVAL_HELP, add_sort_eval_arguments, run_sort_eval_command))
+
+
+_register_sort_eval()

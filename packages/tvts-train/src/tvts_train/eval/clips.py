@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ T = TypeVar("T")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
+FRAME_ORDERS = ("forward", "reversed", "shuffled")
 
 
 class ManifestError(ValueError):
@@ -137,8 +139,13 @@ class ClipConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     decode_threads: int = 1  # decord threads per video (loader workers give the parallelism)
+    # The order the M frames are given to the encoder: "forward" (the protocol), "reversed" or
+    # "shuffled" (a fixed permutation per video): controls that show whether a result needs time order.
+    frame_order: str = "forward"
 
     def __post_init__(self) -> None:
+        if self.frame_order not in FRAME_ORDERS:
+            raise ValueError(f"frame_order {self.frame_order!r}: choose from {FRAME_ORDERS}")
         if self.crop > self.short_side:
             raise ValueError(f"crop {self.crop} is larger than the resized short side {self.short_side}")
         if min(self.frames, self.temporal_views, self.spatial_crops) < 1:
@@ -167,6 +174,18 @@ def random_segment_indices(num_frames: int, segments: int, rng: random.Random | 
     seg = num_frames / segments
     offsets = [rng.random() for _ in range(segments)] if rng is not None else torch.rand(segments).tolist()
     return [min(num_frames - 1, int(seg * (m + u))) for m, u in enumerate(offsets)]
+
+
+def reorder(index: list[int], order: str, key: str) -> list[int]:
+    """``index`` in the requested ``order``; "shuffled" is a fixed permutation per ``key`` (the video)."""
+    if order == "forward":
+        return index
+    if order == "reversed":
+        return index[::-1]
+    if order == "shuffled":
+        perm = random.Random(zlib.crc32(key.encode())).sample(range(len(index)), len(index))
+        return [index[i] for i in perm]
+    raise ValueError(f"frame order {order!r}: choose from {FRAME_ORDERS}")
 
 
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -226,7 +245,7 @@ def decode_views(path: str | Path, cfg: ClipConfig) -> torch.Tensor:
     reader = _open_resized(path, cfg.short_side, cfg.decode_threads)
     views = []
     for v in range(cfg.temporal_views):
-        index = segment_indices(len(reader), cfg.frames, v, cfg.temporal_views)
+        index = reorder(segment_indices(len(reader), cfg.frames, v, cfg.temporal_views), cfg.frame_order, str(path))
         frames = torch.from_numpy(np.ascontiguousarray(reader.get_batch(index).asnumpy()))  # (M, h, w, 3)
         views += [normalise(c, cfg.mean, cfg.std) for c in spatial_crops(frames, cfg.crop, cfg.spatial_crops)]
     return torch.stack(views)  # (V*S, 3, M, crop, crop)

@@ -64,6 +64,37 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...
     return {f"top{k}": hits[:, :min(k, k_max)].any(dim=1).float().mean().item() for k in ks}
 
 
+@torch.no_grad()
+def confusion_matrix(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[list[int]]:
+    """Counts ``[true][predicted]`` of the top-1 predictions (rows: true class)."""
+    pairs = labels.cpu() * num_classes + logits.argmax(dim=1).cpu()
+    counts = torch.bincount(pairs, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes).tolist()
+
+
+@dataclass
+class ProbeOutcome:
+    metrics: dict[str, float]  # top1, top5 (evaluation split), train_top1; fractions
+    confusion: list[list[int]]  # [true][predicted] counts on the evaluation split
+
+
+def fit_and_score(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    eval_features: torch.Tensor,
+    eval_labels: torch.Tensor,
+    num_classes: int,
+    cfg: ProbeConfig = ProbeConfig(),
+) -> ProbeOutcome:
+    """Train on one split, score on the other: metrics and the evaluation split's confusion matrix."""
+    head = train_linear_probe(train_features, train_labels, num_classes, cfg)
+    with torch.no_grad():
+        logits = head(eval_features)
+        metrics = topk_accuracy(logits, eval_labels)
+        metrics["train_top1"] = topk_accuracy(head(train_features), train_labels, ks=(1,))["top1"]
+    return ProbeOutcome(metrics, confusion_matrix(logits, eval_labels, num_classes))
+
+
 def linear_probe(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
@@ -73,8 +104,4 @@ def linear_probe(
     cfg: ProbeConfig = ProbeConfig(),
 ) -> dict[str, float]:
     """Train on one split, score on the other: ``{"top1", "top5", "train_top1"}`` as fractions."""
-    head = train_linear_probe(train_features, train_labels, num_classes, cfg)
-    with torch.no_grad():
-        metrics = topk_accuracy(head(eval_features), eval_labels)
-        metrics["train_top1"] = topk_accuracy(head(train_features), train_labels, ks=(1,))["top1"]
-    return metrics
+    return fit_and_score(train_features, train_labels, eval_features, eval_labels, num_classes, cfg).metrics

@@ -21,7 +21,7 @@ from tvts_train.eval.clips import ClipConfig, Manifest, read_manifest
 from tvts_train.eval import finetune as ft
 from tvts_train.eval import text_retrieval as tr
 from tvts_train.eval.features import EncodedVideos, default_device, encode_videos, load_video_encoder
-from tvts_train.eval.linear_probe import ProbeConfig, linear_probe
+from tvts_train.eval.linear_probe import ProbeConfig, fit_and_score
 from tvts_train.eval.retrieval import video_to_video_recall
 from tvts_train.model import VideoViT
 
@@ -133,11 +133,13 @@ def run_linear_probe(request: EvalRequest, options: LinearProbeOptions) -> dict[
     train = _encode_split(request, encoder, manifest, options.train_split)
     held_out = _encode_split(request, encoder, manifest, options.eval_split)
     device = torch.device(request.device) if request.device else default_device()
-    metrics = linear_probe(train.features.to(device), train.labels.to(device), held_out.features.to(device),
-                           held_out.labels.to(device), len(manifest.classes), options.probe)
+    outcome = fit_and_score(train.features.to(device), train.labels.to(device), held_out.features.to(device),
+                            held_out.labels.to(device), len(manifest.classes), options.probe)
     counts = {"train": _video_counts(train), options.eval_split: _video_counts(held_out),
               "classes": len(manifest.classes)}
-    return {"metrics": metrics, "videos": counts}
+    return {"metrics": outcome.metrics, "videos": counts,
+            "confusion": {"classes": list(manifest.classes), "rows": "true class", "columns": "predicted class",
+                          "matrix": outcome.confusion}}
 
 
 # ----------------------------------------------------------------------------- registry

@@ -29,39 +29,50 @@ class _GatherWithGrad(torch.autograd.Function):
     and keeps the local slice. With the data-parallel engine averaging gradients over ranks, this is
     exactly the gradient of the single-process loss on the concatenated batch. Requires the same
     local batch size on every rank (the loader drops the last incomplete batch).
+
+    ``exact=False`` is the reference code's gather: backward keeps the local slice of this rank's own
+    gradient only, dropping what the other ranks' losses contribute; after the engine's average the
+    features get d(loss_r)/d(features_r) / W, about 1/W of the exact gradient (docs/differences.md).
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.rank, ctx.local = dist.get_rank(), x.shape[0]
+    def forward(ctx, x: torch.Tensor, exact: bool = True) -> torch.Tensor:  # type: ignore[override]
+        ctx.rank, ctx.local, ctx.exact = dist.get_rank(), x.shape[0], exact
         parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts, dim=0)  # (W*B, ...)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()  # all_reduce works in place
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.local : (ctx.rank + 1) * ctx.local]  # (B, ...)
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        if ctx.exact:
+            grad = grad.contiguous().clone()  # all_reduce works in place
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.local : (ctx.rank + 1) * ctx.local], None  # (B, ...)
 
 
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+def gather_with_grad(x: torch.Tensor, exact: bool = True) -> tuple[torch.Tensor, int]:
     """Features of every rank concatenated ``(W*B, ...)`` and the offset of the local slice."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+    return _GatherWithGrad.apply(x, exact), dist.get_rank() * x.shape[0]
 
 
 # ----------------------------------------------------------------------------- L_base
 
 
 class InfoNCE(nn.Module):
-    """Bidirectional InfoNCE on cosine similarity; the two directions are summed (paper Eq. 3)."""
+    """Bidirectional InfoNCE on cosine similarity; the two directions are summed (paper Eq. 3).
 
-    def __init__(self, temperature: float = 0.05, gather: bool = True) -> None:
+    ``grad="exact"``: the gradient of the loss on the whole global batch; ``"reference"``: the
+    reference code's data-parallel gradient (see :class:`_GatherWithGrad`)."""
+
+    def __init__(self, temperature: float = 0.05, gather: bool = True, grad: str = "exact") -> None:
         super().__init__()
+        if grad not in ("exact", "reference"):
+            raise ValueError(f"InfoNCE grad={grad!r}: choose 'exact' or 'reference'")
         self.temperature = temperature
         self.gather = gather
+        self.exact = grad == "exact"
 
     def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """``video``, ``text``: ``(B, E)`` embeddings of the same B clips, in the same order."""
@@ -69,8 +80,8 @@ class InfoNCE(nn.Module):
         v = F.normalize(video.float(), dim=-1)  # (B, E)
         t = F.normalize(text.float(), dim=-1)  # (B, E)
         if self.gather:
-            v_all, offset = gather_with_grad(v)  # (W*B, E)
-            t_all, _ = gather_with_grad(t)  # (W*B, E)
+            v_all, offset = gather_with_grad(v, self.exact)  # (W*B, E)
+            t_all, _ = gather_with_grad(t, self.exact)  # (W*B, E)
         else:
             v_all, t_all, offset = v, t, 0
         target = torch.arange(v.shape[0], device=v.device) + offset  # positive of local query i

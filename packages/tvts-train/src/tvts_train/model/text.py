@@ -1,7 +1,8 @@
 """The transcript encoder of TVTS (paper: DistilBERT, trained end to end).
 
 Each of the K transcripts of a sample is encoded on its own (the batch is flattened to B*K
-sequences) and represented by the [CLS] vector of the last hidden state. Weights come from a local
+sequences) and represented by the [CLS] vector of the last hidden state (``pooling: cls``, the paper)
+or, for sentence encoders trained that way, the mean of its token vectors (``pooling: mean``). Weights come from a local
 folder or the Hugging Face cache only (``local_files_only``); there is no hub on the training
 machines. For CPU tests a small randomly initialised BERT can be built from scratch; it still needs a
 real WordPiece tokenizer, for which the bert-base-uncased vocabulary shipped by the
@@ -83,11 +84,29 @@ def _build_backbone(cfg: TextConfig) -> nn.Module:
     path = resolve_name_or_path(cfg.name_or_path)
     model = AutoModel.from_pretrained(path, local_files_only=cfg.local_files_only)
     log.info("text encoder %s loaded from %s", type(model).__name__, path)
+    if cfg.keep_layers is not None:
+        _keep_first_layers(model, cfg.keep_layers, path)
     if getattr(model, "pooler", None) is not None:
         # BERT checkpoints carry a pooler TVTS never uses; unused parameters upset data-parallel
         # engines that expect a gradient for every parameter.
         model.pooler = None
     return model
+
+
+def _keep_first_layers(model: nn.Module, n: int, path: str) -> None:
+    """Truncate a BERT-family encoder to its first ``n`` layers (their pretrained weights kept)."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if layers is None:  # DistilBERT names its stack transformer.layer
+        layers = getattr(getattr(model, "transformer", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"text.keep_layers: cannot find the layer stack of {type(model).__name__} ({path})")
+    if not 1 <= n <= len(layers):
+        raise ValueError(f"text.keep_layers={n}: {path} has {len(layers)} layers; choose 1..{len(layers)}")
+    del layers[n:]
+    for name in ("num_hidden_layers", "n_layers"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, n)
+    log.info("text encoder truncated to its first %d layers", n)
 
 
 class TextEncoder(nn.Module):
@@ -110,11 +129,13 @@ class TextEncoder(nn.Module):
         return tokenize(self.tokenizer, texts, self.cfg.max_len)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, K, L)`` token ids -> ``(B, K, D_text)`` [CLS] features."""
+        """``(B, K, L)`` token ids -> ``(B, K, D_text)`` transcript features ([CLS] or token mean)."""
         B, K, L = input_ids.shape
-        out = self.backbone(
-            input_ids=input_ids.reshape(B * K, L),  # (B*K, L)
-            attention_mask=attention_mask.reshape(B * K, L),  # (B*K, L)
-        )
-        cls = out.last_hidden_state[:, 0]  # (B*K, D_text)
-        return cls.reshape(B, K, -1)  # (B, K, D_text)
+        mask = attention_mask.reshape(B * K, L)  # (B*K, L)
+        hidden = self.backbone(input_ids=input_ids.reshape(B * K, L), attention_mask=mask).last_hidden_state
+        if self.cfg.pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B*K, L, 1): padding does not count
+            feature = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B*K, D_text)
+        else:
+            feature = hidden[:, 0]  # (B*K, D_text): [CLS]
+        return feature.reshape(B, K, -1)  # (B, K, D_text)

@@ -54,7 +54,7 @@ class TVTS(nn.Module):
             mlp_ratio=cfg.video.mlp_ratio,
             ln_eps=cfg.video.ln_eps,
         )
-        self.contrastive = InfoNCE(cfg.temperature, gather=cfg.gather_negatives)
+        self.contrastive = InfoNCE(cfg.temperature, gather=cfg.gather_negatives, grad=cfg.base_grad_scale)
         log.info("TVTS: video %.1fM, text %.1fM, sort head (%s) %.1fM parameters", _millions(self.video),
                  _millions(self.text), cfg.sort_head, _millions(self.sort_head) if self.sort_head else 0.0)
 
@@ -62,6 +62,12 @@ class TVTS(nn.Module):
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         """Downstream representation: the [CLS] after the final LayerNorm, no masking ``(B, D)``."""
         return self.video(video, mask_ratio=0.0)["cls"]
+
+    def sort_tokens(self, video: dict[str, torch.Tensor] | None, text: torch.Tensor) -> torch.Tensor:
+        """The video tokens the sort module attends to: all of them, or none for a text-only sorter."""
+        if video is None or not self.cfg.sort_video:
+            return text.new_zeros(text.shape[0], 0, self.video.width)  # (B, 0, D)
+        return video["tokens"]  # (B, 1+L, D)
 
     def forward(self, batch: dict[str, torch.Tensor], mask_ratio: float | None = None) -> dict[str, torch.Tensor]:
         """Losses and sort metrics of one batch (see the batch contract in ``tvts_train.data``).
@@ -71,23 +77,28 @@ class TVTS(nn.Module):
         """
         cfg, order = self.cfg, batch["order"]
         ratio = cfg.mask_ratio if mask_ratio is None else mask_ratio
-        video = self.video(batch["video"], mask_ratio=ratio)  # tokens (B, 1+L, D), cls (B, D)
+        # A text-only sorter trained on L_sort alone never looks at the video: do not encode it.
+        video = None
+        if cfg.sort_video or cfg.objective != "sort":
+            video = self.video(batch["video"], mask_ratio=ratio)  # tokens (B, 1+L, D), cls (B, D)
         # With "sort" + stop-gradient no loss reaches the text encoder: skip building its graph.
         text_needs_grad = cfg.objective != "sort" or not cfg.sort_stop_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and text_needs_grad):
             text = self.text(batch["input_ids"], batch["attention_mask"])  # (B, K, D_t)
 
-        # In the "sort" ablation L_base is only reported: no graph for it.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.objective != "sort"):
-            v = self.video_proj(video["cls"])  # (B, E)
-            t = self.text_proj(text).mean(dim=1)  # (B, K, E) -> (B, E): order-invariant
-            loss_base = self.contrastive(v, t)
+        nan = torch.full((), float("nan"), device=text.device)
+        loss_base = nan
+        if video is not None:
+            # In the "sort" ablation L_base is only reported: no graph for it.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.objective != "sort"):
+                v = self.video_proj(video["cls"])  # (B, E)
+                t = self.text_proj(text).mean(dim=1)  # (B, K, E) -> (B, E): order-invariant
+                loss_base = self.contrastive(v, t)
 
-        nan = torch.full((), float("nan"), device=v.device)
         loss_sort, acc, acc_all = nan, nan, nan
         if self.sort_head is not None:
             sort_text = text.detach() if cfg.sort_stop_grad else text  # "sg" of Table 2
-            logits = self.sort_head(video["tokens"], sort_text)
+            logits = self.sort_head(self.sort_tokens(video, text), sort_text)
             loss_sort = self.sort_head.criterion(logits, order)
             with torch.no_grad():
                 acc, acc_all = sort_accuracy(self.sort_head.decode(logits), order)
