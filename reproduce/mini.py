@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "reproduce"))
 
-from report import OBJECTIVES, write_report  # noqa: E402
+from report import OBJECTIVES, plot_world, write_report  # noqa: E402
 
 log = logging.getLogger("reproduce-mini")
 BIN = Path(sys.executable).parent  # the venv's console scripts (tvts-data, tvts-train)
@@ -260,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "out" / "reproduce-mini")
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="full")
     parser.add_argument("--jobs", type=int, default=None, help="processes at a time (default: the setting's)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild report.json/md and the plots from a finished run's outputs (keeps its "
+                             "wall times and commands)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     s = SETTINGS[args.setting]
@@ -267,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = Settings(**{**asdict(s), "jobs": args.jobs})
     out, ledger, t0 = args.out.resolve(), Ledger(), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        return rebuild_report(out, s)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with ledger.phase("generate"):
         generate(out, s, ledger)
@@ -280,8 +285,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ledger.seconds["total"] = round(time.perf_counter() - t0, 1)
     report = {"settings": asdict(s), "started": started, "machine": machine(), "wall_seconds": ledger.seconds,
               "commands": ledger.commands, "corpus": _corpus_stats(out), "baselines": references, "runs": runs}
-    paths = write_report(report, out)
+    paths = write_report(report, out) + [plot_world(out / "data" / "heldout", out / "plots" / "world.png")]
     log.info("report: %s", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def rebuild_report(out: Path, s: Settings) -> int:
+    """The report of a finished run again (e.g. after a change to the report code), from its files."""
+    previous = json.loads((out / "report.json").read_text())
+    ledger = Ledger(commands=previous["commands"])
+    runs, references = evaluate(out, s, ledger), baselines(out, s, ledger)
+    report = {**{k: previous[k] for k in ("settings", "started", "machine", "wall_seconds")},
+              "commands": ledger.commands, "corpus": _corpus_stats(out), "baselines": references, "runs": runs}
+    paths = write_report(report, out) + [plot_world(out / "data" / "heldout", out / "plots" / "world.png")]
+    log.info("report rebuilt: %s", ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -250,3 +250,41 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=True))
     (out / "report.md").write_text(markdown(report, table))
     return [out / "report.json", out / "report.md", *plot(report, table, out / "plots")]
+
+
+def plot_world(world_dir: Path, out: Path, events: int = 6) -> Path:
+    """One narrated-world video as a picture: per event, its first, middle and last frame over the
+    sentence spoken while it happens."""
+    import av
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    video = json.loads((world_dir / "world.json").read_text())["videos"][0]
+    shown = video["events"][:events]
+    wanted = [(i, t) for i, e in enumerate(shown)
+              for t in (e["start"] + 0.1 * (e["end"] - e["start"]), (e["start"] + e["end"]) / 2,
+                        e["end"] - 0.1 * (e["end"] - e["start"]))]
+    with av.open(str(world_dir / video["video"])) as container:
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    per_row = 3  # events per row, three frames each
+    rows = -(-len(shown) // per_row)
+    fig, grid = plt.subplots(rows, 3 * per_row, figsize=(11, 1.9 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(wanted):]:
+        ax.axis("off")
+    for ax, (i, t) in zip(axes, wanted):
+        ax.imshow(min(frames, key=lambda f: abs(f[0] - t))[1])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{t:.1f} s", fontsize=6)
+    for i, e in enumerate(shown):
+        axes[3 * i + 1].set_xlabel(f'"{e["sentence"]}"', fontsize=7)
+    fig.suptitle(f"narrated world video {video['id']}: {len(video['events'])} events; first, middle and last "
+                 "frame of each, with the sentence said while it happens", fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out

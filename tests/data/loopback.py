@@ -30,6 +30,7 @@ class Rule:
     stall_s: float = 0.0
     latency_s: float = 0.0  # every request waits this long first (emulates the network)
     bytes_per_s: float | None = None  # trickle the body at this rate (kill tests)
+    retry_after: str | None = None  # a Retry-After header on the error answers (seconds or an HTTP date)
 
 
 @dataclass
@@ -120,14 +121,16 @@ def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             if rule.stall_s and _first(rule.stall_times, index):
                 time.sleep(rule.stall_s)  # the client times out; what follows goes nowhere
             if rule.fail_status and _first(rule.fail_times, index):
-                self._status(rule.fail_status)
+                self._status(rule.fail_status, rule.retry_after)
                 return
             self._serve(path, res, truncate=_first(rule.truncate_times, index))
 
-        def _status(self, code: int) -> None:
+        def _status(self, code: int, retry_after: str | None = None) -> None:
             try:
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.end_headers()
             except (BrokenPipeError, ConnectionResetError):  # the client gave up first
                 pass

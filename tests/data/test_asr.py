@@ -187,3 +187,24 @@ def test_segments_drop_fillers_and_alternates() -> None:
     backend = PocketsphinxBackend.__new__(PocketsphinxBackend)
     backend.decoder = fake
     assert backend._decode(b"", offset_s=1.0) == [Word("the", 1.2, 1.3), Word("dog", 1.4, 1.7)]
+
+
+def test_asr_finding_no_speech_says_so(tmp_path) -> None:
+    """A video without captions whose audio holds no speech: its own kind, and the message names the
+    ASR run, never a missing caption path ("None")."""
+    from tvts_data.config import load_prepare_config
+    from tvts_data.stages.errors import StageError
+    from tvts_data.stages.units import make_transcriber
+    from tvts_data.stages.words import extract_words
+
+    video = tmp_path / "quiet.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=c=red:size=32x32:rate=5",
+                    "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "2", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(video)], check=True, timeout=60)
+    cfg = load_prepare_config(None, ["asr.mode=captions_then_asr"])
+    source = {"video_id": "quiet", "video_path": str(video), "caption_path": None, "annotation_path": None,
+              "kind": "local"}
+    with pytest.raises(StageError) as err:
+        extract_words(source, tmp_path, cfg, make_transcriber(cfg))
+    assert err.value.kind == "no_speech" and "None" not in err.value.message
+    assert "ASR (pocketsphinx) on quiet.mp4 found no speech" in err.value.message

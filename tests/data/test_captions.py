@@ -307,9 +307,34 @@ def test_interpolate_by_chars_formula():
     ("well ... okay", ["well", "okay"]),
     ("-5 degrees", ["-5", "degrees"]),
     ("(unclosed and then many more words follow", ["(unclosed", "and", "then", "many", "more", "words", "follow"]),
+    ("JOHN: hello there", ["hello", "there"]),  # a speaker label of a manual caption is not speech
+    ("DR. SMITH: hi", ["hi"]),
+    ("Note: fine", ["Note:", "fine"]),  # not all capitals: speech
+    ("well--maybe not", ["well", "maybe", "not"]),
+    ("\u4f60\u597d \u3002 \u4e16\u754c \uff01", ["\u4f60\u597d", "\u4e16\u754c"]),  # full-width punctuation
+    ("50 % off !", ["50", "%", "off"]),
 ])
 def test_clean_words_rules(raw, expected):
     assert texts(clean_words([Word(raw, 0.0, 1.0)])) == expected
+
+
+@pytest.mark.parametrize("raw", [">> Hi there", ">>Hi there", "MARY: Hi there", ">> MARY: Hi there"])
+def test_marks_take_no_share_of_the_time(raw):
+    """The first spoken word starts when its caption unit does, whatever mark came before it."""
+    plain = clean_words([Word("Hi there", 10.0, 12.0)])
+    marked = clean_words([Word(raw, 10.0, 12.0)])
+    assert [(w.text, w.start, w.end) for w in marked] == [(w.text, w.start, w.end) for w in plain]
+    assert marked[0].start == 10.0
+
+
+def test_format_is_told_by_structure_not_by_a_substring(tmp_path):
+    from tvts_data.captions import infer_format
+
+    annotation = {"info": {"tags": ["events", "music"], "duration": 3.0},
+                  "subtitles": [{"word": "hello", "time": 0.5}], "denoised": [{"cleanasr": "hello"}]}
+    assert infer_format(tmp_path / "v.json", json.dumps(annotation)) == "yttemporal"
+    json3 = {"events": [{"tStartMs": 0, "dDurationMs": 900, "segs": [{"utf8": "hello"}]}], "note": "subtitles"}
+    assert infer_format(tmp_path / "v.json", json.dumps(json3)) == "json3"
 
 
 def test_clean_words_keeps_times_of_kept_words():

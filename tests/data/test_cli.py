@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -23,6 +24,17 @@ def test_captions_prints_json_lines(tmp_path, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["word"] for x in lines] == ["hello", "world"]
     assert lines[0]["start"] == pytest.approx(0.5, abs=1e-3) and lines[1]["start"] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_captions_piped_into_head_exits_quietly(tmp_path):
+    words = [Word(f"w{i}", 0.5 * i, 0.5 * i + 0.4) for i in range(20000)]  # more than a pipe buffer
+    path = tmp_path / "v.en.json3"
+    path.write_text(write_json3(words))
+    cli = Path(sys.executable).parent / "tvts-data"
+    done = subprocess.run(f"'{cli}' captions '{path}' | head -n 2", shell=True, capture_output=True, text=True,
+                          timeout=120)
+    assert len(done.stdout.splitlines()) == 2
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr[-2000:]
 
 
 def test_captions_on_a_broken_file_fails_with_the_file_named(tmp_path, capsys):
@@ -52,3 +64,19 @@ def test_unknown_config_key_is_named(tmp_path):
         load_prepare_config(cfg)
     with pytest.raises(ConfigError, match="windows.K"):
         load_prepare_config(None, ["windows.K=three"])
+
+
+def test_default_yaml_lists_every_key_with_its_default():
+    import dataclasses
+
+    import yaml
+
+    from tvts_data.config import PrepareConfig
+
+    path = Path(__file__).resolve().parents[2] / "infra" / "data" / "default.yaml"
+    written = yaml.safe_load(path.read_text())
+    defaults = PrepareConfig()
+    for section in dataclasses.fields(PrepareConfig):
+        fields = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
+        assert set(written[section.name]) == fields, section.name
+    assert load_prepare_config(path) == defaults  # and the values are the defaults

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ffmpeg
 import pytest
 import yt_dlp
 from yt_dlp.networking import Response
@@ -138,7 +139,9 @@ def test_read_id_list_txt_keeps_first_and_reports_bad_lines(tmp_path) -> None:
                     f"https://www.youtube.com/watch?v={VID}\n")
     ids, bad = read_id_list(path)
     assert ids == [VID, "aaaaaaaaaaa"]
-    assert [(b.line, b.text) for b in bad] == [(5, "not-an-id")] and "not a YouTube video ID" in bad[0].reason
+    assert [(b.line, b.text, b.kind) for b in bad] == [(5, "not-an-id", "bad_id"),
+                                                       (6, f"https://www.youtube.com/watch?v={VID}", "duplicate")]
+    assert "not a YouTube video ID" in bad[0].reason and "already on line 3" in bad[1].reason
 
 
 def test_read_id_list_tables(tmp_path) -> None:
@@ -156,7 +159,8 @@ def test_read_id_list_tables(tmp_path) -> None:
     assert read_id_list(tmp_path / "c.tsv") == ([VID], [])
     ids, bad = read_id_list(tmp_path / "d.jsonl")
     assert ids == [VID, "bbbbbbbbbbb"] and bad[0].line == 2
-    assert read_id_list(tmp_path / "e.parquet") == ([VID], [])
+    ids, bad = read_id_list(tmp_path / "e.parquet")
+    assert ids == [VID] and [(b.line, b.kind) for b in bad] == [(2, "duplicate")]
 
 
 def test_read_info_json_dir(tmp_path) -> None:
@@ -277,10 +281,10 @@ def test_download_info_dict_writes_complete_files_once(server, fixture_mp4, tmp_
     assert saved["tvts_download"]["caption_track"] == "en-orig" and saved["format_id"] == "18"
     assert res.bytes == sum(p.stat().st_size for p in tmp_path.iterdir())
     assert server.hits == {**server.hits, "/ok/v.mp4": 1, "/ok/c.json3": 1} and "/ok/never.webm" not in server.hits
-    assert limiter.calls == 1  # no extraction for an info dict: one request phase
+    assert limiter.calls == 2  # one token per HTTP request: the caption and the video (no extraction)
     again = download_video(info, tmp_path, DownloadConfig(**FAST), limiter=limiter)
     assert (again.status, again.attempts, again.message) == ("ok", 0, "already downloaded")
-    assert (server.hits["/ok/v.mp4"], server.hits["/ok/c.json3"], limiter.calls) == (1, 1, 1)
+    assert (server.hits["/ok/v.mp4"], server.hits["/ok/c.json3"], limiter.calls) == (1, 1, 2)
     assert again.caption_path == res.caption_path and again.bytes == res.bytes
 
 
@@ -306,7 +310,7 @@ def test_429_is_retried_with_backoff_and_counted(server, fixture_mp4, tmp_path) 
     res = download_video(info, tmp_path, cfg, limiter=limiter, sleep=sleeps.append)
     assert res.status == "ok" and res.attempts == 3
     assert server.hits["/r429/c.json3"] == 3 and server.hits["/r429/v.mp4"] == 1
-    assert limiter.calls == 3
+    assert limiter.calls == 4  # every request, the refused ones included
     assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0  # equal jitter: [d/2, d], d = 1, 2
 
 
@@ -437,6 +441,22 @@ def test_secrets_never_reach_logs_or_results(server, fixture_mp4, tmp_path, capl
     assert "hunter2" not in repr(DownloadConfig(proxy=proxy))
 
 
+def test_secret_headers_and_options_never_reach_files_or_logs(server, fixture_mp4, tmp_path, caplog) -> None:
+    """Authorization/Cookie headers and password-like options given through extra_ytdlp_opts."""
+    from tvts_data.config import config_to_dict, load_prepare_config
+
+    extra = {"http_headers": {"Authorization": "Bearer tok-SECRET-1", "Cookie": "SID=ck-SECRET-2"},
+             "videopassword": "pw-SECRET-3"}
+    caplog.set_level(logging.DEBUG)
+    res = download_video(youtube_info(server, "hdr", fixture_mp4), tmp_path, DownloadConfig(extra_ytdlp_opts=extra,
+                                                                                           **FAST))
+    assert res.status == "ok", res.message
+    saved = Path(res.info_path).read_text()
+    manifest = json.dumps(config_to_dict(load_prepare_config(None, [f"download.extra_ytdlp_opts={json.dumps(extra)}"])))
+    for secret in ("tok-SECRET-1", "ck-SECRET-2", "pw-SECRET-3"):
+        assert secret not in saved and secret not in caplog.text and secret not in manifest, secret
+
+
 _CHILD = """
 import json, sys
 from tvts_data.download import DownloadConfig, download_video
@@ -533,3 +553,83 @@ def test_ray_limiter_is_one_bucket_for_all_workers(ray_session) -> None:
     # seconds of real time that pass between the calls, e.g. starting a worker process).
     assert waits[0] == 0
     assert all(7.0 <= b - a <= 10.01 for a, b in zip(waits, waits[1:])), waits
+
+
+# --- fragmented downloads (HLS) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hls_fixture(tmp_path_factory) -> dict[str, bytes]:
+    """A 6 s HLS stream in 1 s MPEG-TS fragments: playlist and segments by name."""
+    out = tmp_path_factory.mktemp("hls")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+                    "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "10",
+                    "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+                    "-hls_segment_filename", str(out / "seg%d.ts"), str(out / "v.m3u8")], check=True)
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def hls_info(srv: LoopbackServer, name: str, files: dict[str, bytes], rules: dict[str, Rule]) -> dict[str, Any]:
+    for file, body in files.items():
+        srv.add(f"/{name}/{file}", body, "application/vnd.apple.mpegurl" if file.endswith("m3u8") else "video/mp2t",
+                rules.get(file))
+    return {"id": VID, "extractor": "youtube", "extractor_key": "Youtube", "title": "hls fixture",
+            "webpage_url": f"https://www.youtube.com/watch?v={VID}", "duration": 6,
+            "formats": [{"format_id": "hls-1", "url": srv.url(f"/{name}/v.m3u8"), "ext": "mp4",
+                         "protocol": "m3u8_native", "vcodec": "avc1.42c00d", "acodec": "none",
+                         "height": 120, "width": 160}]}
+
+
+def test_a_fragment_that_keeps_failing_is_never_skipped(server, hls_fixture, tmp_path) -> None:
+    """yt-dlp's default skips it and merges a video 1 s short; that video must never be published."""
+    info = hls_info(server, "hls404", hls_fixture, {"seg2.ts": Rule(fail_status=404, fail_times=-1)})
+    res = download_video(info, tmp_path, DownloadConfig(retries=1, fragment_retries=2, **FAST), sleep=lambda s: None)
+    assert (res.status, res.error_kind, res.retryable) == ("error", "fragment_missing", True), res.message
+    assert server.hits["/hls404/seg2.ts"] == 2 * 3  # 2 attempts x (1 + 2 fragment retries)
+    assert _final_names(tmp_path) == []
+
+
+def test_a_flaky_fragment_is_retried_and_the_video_is_whole(server, hls_fixture, tmp_path) -> None:
+    info = hls_info(server, "hls503", hls_fixture, {"seg3.ts": Rule(fail_status=503, fail_times=2)})
+    limiter = CountingLimiter()
+    res = download_video(info, tmp_path, DownloadConfig(fragment_retries=3, **FAST), limiter=limiter,
+                         sleep=lambda s: None)
+    assert res.status == "ok", res.message
+    # the rate limit counts HTTP requests: the playlist and every fragment, each time it is asked for
+    assert limiter.calls == sum(n for path, n in server.hits.items() if path.startswith("/hls503/"))
+    assert server.hits["/hls503/seg3.ts"] == 3  # failed twice, then whole
+    assert server.hits["/hls503/seg0.ts"] == 1  # fragments already fetched are not fetched again
+    duration = float(ffmpeg.probe(res.video_path)["format"]["duration"])
+    assert duration == pytest.approx(6.0, abs=0.2)
+
+
+def test_a_download_shorter_than_its_metadata_is_not_published(server, fixture_mp4, tmp_path) -> None:
+    info = youtube_info(server, "short", fixture_mp4, duration=10)  # the file holds 3 s
+    res = download_video(info, tmp_path, DownloadConfig(retries=1, **FAST), sleep=lambda s: None)
+    assert (res.status, res.error_kind, res.retryable) == ("error", "duration_mismatch", True)
+    assert "3.0 s but the metadata says 10.0 s" in res.message
+    assert _final_names(tmp_path) == []
+
+
+def test_403_on_a_saved_info_json_is_its_own_final_kind_and_never_extracts(server, fixture_mp4, tmp_path,
+                                                                             monkeypatch) -> None:
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("an .info.json input must never be extracted from the site again")
+
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "extract_info", no_extraction)
+    info = youtube_info(server, "r403", fixture_mp4, video_rule=Rule(fail_status=403, fail_times=-1))
+    res = download_video(info, tmp_path, DownloadConfig(**FAST), sleep=lambda s: None)
+    assert (res.status, res.error_kind, res.retryable, res.attempts) == ("error", "expired_url", False, 1)
+    assert "403" in res.message and "download this video again by its ID" in res.message
+    assert server.hits["/r403/v.mp4"] == 1
+
+
+@pytest.mark.parametrize("header,cap,expected", [("7", 600.0, 7.0), ("5000", 30.0, 30.0)])
+def test_retry_after_is_honoured_up_to_its_cap(server, fixture_mp4, tmp_path, header, cap, expected) -> None:
+    info = youtube_info(server, f"ra{header}", fixture_mp4,
+                        caption_rule=Rule(fail_status=429, fail_times=1, retry_after=header))
+    sleeps: list[float] = []
+    cfg = DownloadConfig(backoff_base_s=1.0, jitter=False, retry_after_max_s=cap)
+    res = download_video(info, tmp_path, cfg, sleep=sleeps.append)
+    assert res.status == "ok" and res.attempts == 2
+    assert sleeps == [expected]  # not the 1 s backoff: the server said when

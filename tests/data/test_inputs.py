@@ -72,7 +72,20 @@ def test_id_list_becomes_youtube_sources_and_bad_lines_rejections(tmp_path):
     sources, rejected = read_sources(ids, CFG)
     assert [s["video_id"] for s in sources] == ["abcdefghijk", "dQw4w9WgXcQ"]
     assert all(s["kind"] == "youtube" and s["video_path"] is None for s in sources)
-    assert [r.error_kind for r in rejected] == ["bad_id"] and "not an id" in rejected[0].message
+    assert [r.error_kind for r in rejected] == ["bad_id", "duplicate"] and "not an id" in rejected[0].message
+    assert "already on line 2" in rejected[1].message
+
+
+def test_info_json_folder_rejects_unreadable_and_duplicate_files(tmp_path):
+    good = {"id": "dQw4w9WgXcQ", "title": "x"}
+    (tmp_path / "a.info.json").write_text(json.dumps(good))
+    (tmp_path / "b.info.json").write_text(json.dumps(good))  # the same video again
+    (tmp_path / "c.info.json").write_text("{not json")
+    (tmp_path / "d.info.json").write_text(json.dumps({"title": "no id"}))
+    sources, rejected = read_sources(tmp_path, CFG)
+    assert [s["video_id"] for s in sources] == ["dQw4w9WgXcQ"]
+    assert sorted((r.video_id, r.error_kind) for r in rejected) == [
+        ("b.info.json", "duplicate"), ("c.info.json", "bad_info_json"), ("d.info.json", "bad_info_json")]
 
 
 def test_chunks_are_stable_and_sized():

@@ -179,13 +179,39 @@ def test_corrupt_shard_files_are_skipped_with_an_error_naming_them(corpus, tmp_p
     (tmp_path / "truncated.parquet").write_bytes(data[: len(data) // 2])
     table = pq.read_table(good[2]).replace_schema_metadata({b"tvts.schema_version": b"99"})
     pq.write_table(table, tmp_path / "future.parquet")
+    pq.write_table(table.replace_schema_metadata({b"tvts.schema_version": b"v1"}), tmp_path / "edited.parquet")
     with caplog.at_level(logging.ERROR, logger="tvts_train.data"):
         loader = build_loader(tmp_path, data_cfg(), batch_size=4, epochs=1)
-    for name in ("garbage.parquet", "truncated.parquet", "future.parquet"):
+    for name in ("garbage.parquet", "truncated.parquet", "future.parquet", "edited.parquet"):
         assert name in caplog.text
-    assert "schema version 99" in caplog.text
-    assert loader.counters()["bad_files"] == 3
+    assert "schema version 99" in caplog.text and "is not a number" in caplog.text
+    assert loader.counters()["bad_files"] == 4
     assert len(set(all_ids(loader))) == 16  # the two good files
+
+
+def _corrupt(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["frames"] = row["frames"][:-1]  # wrong frame count: every row is skipped
+    return rows
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_worker_whose_share_is_all_corrupt_goes_on(tmp_path, workers, caplog):
+    """Half the corpus is bad: some epochs deal a worker only bad units; training must go on."""
+    write_shard(tmp_path / "good.parquet", [window_row(i) for i in range(8)])
+    write_shard(tmp_path / "bad.parquet", _corrupt([window_row(i) for i in range(8, 24)]))
+    loader = build_loader(tmp_path, data_cfg(num_workers=workers, shuffle_buffer=1), batch_size=2)
+    with caplog.at_level(logging.WARNING, logger="tvts_train.data"):
+        ids = all_ids(loader, 30)  # many epochs: the bad units land alone on a worker again and again
+    assert len(ids) == 60 and {window_number(w) for w in ids} <= set(range(8))
+    assert loader.counters()["skipped_samples"] > 0
+
+
+def test_a_corpus_without_one_valid_sample_is_an_error(tmp_path):
+    write_shard(tmp_path / "bad.parquet", _corrupt([window_row(i) for i in range(8)]))
+    loader = build_loader(tmp_path, data_cfg(), batch_size=2)
+    with pytest.raises(RuntimeError, match="no valid sample in any of the 2 row groups"):
+        all_ids(loader, 1)
 
 
 def test_unreadable_row_group_is_skipped_once_and_counted(corpus, monkeypatch, caplog):

@@ -378,13 +378,31 @@ def test_eval_cli_end_to_end(name, videos, tmp_path, capsys):
         assert result["paper"]["top1"] == pytest.approx(0.315 if name == "linear-probe" else 0.685)
 
 
-def test_eval_cli_refuses_clips_that_do_not_fit_the_encoder(tmp_path):
+def test_eval_cli_bad_inputs_end_in_one_line_and_exit_2(videos, tmp_path, caplog):
     save_file(VideoViT(load_config("tiny").model.video).state_dict(), str(tmp_path / "video_encoder.safetensors"))
-    argv = ["eval", "retrieval", "--encoder", str(tmp_path), "--config", "tiny", "--manifest", "m.csv"]
-    with pytest.raises(ValueError, match="--frames 3 does not tile into the encoder's tubelets of 2"):
-        main(argv + ["--frames", "3"])
-    with pytest.raises(ValueError, match="--crop 32 does not match the encoder's 64 px"):
-        main(argv + ["--crop", "32"])
+    no_label = write_manifest(tmp_path / "m.csv", [{"video_path": str(videos["bars"]), "split": "val"}])
+    argv = ["eval", "retrieval", "--encoder", str(tmp_path), "--config", "tiny", "--manifest", str(no_label)]
+    cases = [(["--frames", "3"], "--frames 3 does not tile into the encoder's tubelets of 2"),
+             (["--crop", "32"], "--crop 32 does not match the encoder's 64 px"),
+             ([], "row 0: missing ['label']"),
+             (["--encoder", str(tmp_path / "nowhere")], "no encoder file")]
+    for extra, message in cases:
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            assert main(argv + extra) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and message in errors[0], (extra, errors)
+
+
+def test_frame_order_controls_reverse_and_shuffle_the_clip(videos):
+    """--frame-order: the same segment-centre frames, reversed or in a fixed per-video permutation."""
+    def brightness(order: str) -> list[int]:
+        clip = decode_views(videos["ramp"], ClipConfig(frames=8, short_side=64, crop=64, frame_order=order))
+        return [round(v, 2) for v in clip[0, 0, :, 32, 32].tolist()]  # normalised red at the centre, per frame
+
+    forward, backward, shuffled = brightness("forward"), brightness("reversed"), brightness("shuffled")
+    assert backward == forward[::-1] and sorted(shuffled) == sorted(forward) and shuffled != forward
+    assert brightness("shuffled") == shuffled  # fixed per video: every encoder sees the same permutation
 
 
 def test_add_eval_commands_plugs_into_another_cli():

@@ -129,17 +129,22 @@ def test_exported_video_encoder_loads_into_a_fresh_videovit(six_steps, one_rank,
 
 
 def test_two_processes_zero2_loss_goes_down(corpus, tmp_path):
-    run = tmp_path / "ddp"
+    run, data = tmp_path / "ddp", tmp_path / "data"
+    data.mkdir()
+    for shard in corpus.glob("*.parquet"):
+        (data / shard.name).symlink_to(shard)
+    (data / "garbage.parquet").write_bytes(b"PAR1 not a parquet file")  # seen by both ranks, counted once
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "tvts_train.cli", "pretrain",
-           "--deepspeed", str(CPU_JSON), "--config", "tiny", "--data", str(corpus), "--output", str(run),
+           "--deepspeed", str(CPU_JSON), "--config", "tiny", "--data", str(data), "--output", str(run),
            "--max-steps", "30", "--set", "train.log_every=1", "--set", "train.ckpt_every=1000"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     rows = read_metrics(run / "metrics.csv")
     assert len(rows) == 30 and rows[-1]["samples"] == 30 * 4 * 2  # both ranks, micro batch 4
+    assert rows[-1]["bad_files"] == 1
     first = sum(r["loss"] for r in rows[:5]) / 5
     last = sum(r["loss"] for r in rows[-5:]) / 5
     assert last < first - 0.5, (first, last)
@@ -176,7 +181,7 @@ def test_shipped_deepspeed_configs_resolve():
 
         ds = resolve_ds_config(json.loads(path.read_text()), cfg, on_cpu=False, allow_cpu_bf16=False)
         stages[path.stem] = ds["zero_optimization"]["stage"]
-    assert stages == {"cpu-zero2": 2, "zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
+    assert stages == {"cpu-zero0": 0, "cpu-zero2": 2, "zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
 
 
 def test_lr_schedules():
@@ -197,3 +202,122 @@ def test_cli_commands_registered():
                               "--output", "o", "--set", "optim.lr=0.001", "--local_rank=1"])
     assert args.local_rank == 1 and cli.parse_overrides(args.overrides) == {"optim.lr": "0.001"}
     assert {"pretrain", "export"} <= set(cli.COMMANDS)
+
+
+# ----------------------------------------------------------------------------- bad inputs, poisoned weights
+
+
+def _one_error_line(caplog) -> str:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "Traceback" not in caplog.text, caplog.text[-2000:]
+    return errors[0].getMessage()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--set", "model.mask_ratio=[0.5"], "--set mask_ratio"),
+    (["--config", "/nonexistent/experiment.yaml"], "not found"),
+    (["--set", "model.video.num_frames=7", "--set", "data.frames=7"], "do not tile"),
+    (["--max-steps", "-1"], ">= 0"),
+    (["--deepspeed", "{optimizer}"], "'optimizer' section"),
+    (["--deepspeed", "{broken}"], "not valid JSON"),
+    (["--data", "{K3}"], "K=3 transcripts"),
+    (["--data", "{small}"], "smaller than data.crop_size=64"),
+    (["--data", "{empty}"], "no shard files"),
+])
+def test_bad_inputs_end_in_one_line_and_exit_2_writing_nothing(corpus, one_rank, tmp_path, caplog, extra, message):
+    special = {"{optimizer}": lambda p: p.write_text('{"optimizer": {"type": "AdamW"}}'),
+               "{broken}": lambda p: p.write_text('{"zero_optimization": '),
+               "{K3}": lambda p: write_corpus(p, n_windows=4, per_file=4, K=3),
+               "{small}": lambda p: write_corpus(p, n_windows=4, per_file=4, height=48, width=48),
+               "{empty}": lambda p: p.mkdir()}
+    args = ["pretrain", "--deepspeed", str(CPU_JSON), "--config", "tiny", "--data", str(corpus),
+            "--output", str(tmp_path / "run")]
+    for value in extra:
+        if value in special:
+            target = tmp_path / value.strip("{}")
+            special[value](target)
+            value = str(target)
+        args.append(value)
+    flag = extra[0]
+    if flag in ("--config", "--deepspeed", "--data"):  # the later flag replaces the default one
+        i = args.index(flag)
+        args[i + 1] = args.pop()
+        args.pop()
+    with caplog.at_level(logging.INFO):
+        code = cli.main(args)
+    assert code == cli.EXIT_USAGE
+    assert message in _one_error_line(caplog)
+    assert not (tmp_path / "run").exists()  # validated first: no config.yaml, no ds_config.json
+
+
+def test_fewer_stored_segments_than_frames_warns(one_rank, tmp_path, caplog):
+    write_corpus(tmp_path / "c", n_windows=8, per_file=8, segments=2, candidates=1)
+    with caplog.at_level(logging.WARNING):
+        assert pretrain(tmp_path / "c", tmp_path / "run", "--max-steps", "1") == 0
+    assert "stores 2 segments per window, fewer than data.frames=8" in caplog.text
+
+
+def test_resume_refuses_a_changed_config_and_lists_it(corpus, one_rank, tmp_path, caplog):
+    run = tmp_path / "run"
+    common = ["--max-steps", "4", "--set", "train.ckpt_every=1"]
+    assert pretrain(corpus, run, *common, "--stop-after", "2") == 0
+    before = (run / "config.yaml").read_text()
+    with caplog.at_level(logging.INFO):
+        code = pretrain(corpus, run, *common, "--resume", "--set", "optim.lr=0.001", "--set", "model.mask_ratio=0.5")
+    assert code == cli.EXIT_USAGE
+    line = _one_error_line(caplog)
+    assert "optim.lr: 0.0001 -> 0.001" in line and "model.mask_ratio: 0.75 -> 0.5" in line
+    assert (run / "config.yaml").read_text() == before  # never says what the run did not do
+    # logging and keeping may change; the start is recorded
+    assert pretrain(corpus, run, *common, "--resume", "--set", "train.log_every=2") == 0
+    import json
+
+    starts = [json.loads(line) for line in (run / "starts.jsonl").read_text().splitlines()]
+    assert [s["resume_from"] for s in starts] == [None, "step00000002"]
+    assert starts[1]["changed"] == {"train.log_every": [1, 2]}
+
+
+def test_checkpoints_kept_and_resume_from_an_older_tag(corpus, one_rank, tmp_path, caplog):
+    run = tmp_path / "run"
+    common = ["--max-steps", "4", "--set", "train.ckpt_every=1", "--set", "train.keep_checkpoints=2"]
+    assert pretrain(corpus, run, *common, "--stop-after", "3") == 0
+    assert sorted(p.name for p in (run / "checkpoints").glob("step*")) == ["step00000002", "step00000003"]
+    with caplog.at_level(logging.INFO):
+        assert pretrain(corpus, run, *common, "--resume", "--tag", "step00000001") == cli.EXIT_USAGE
+    assert "no such checkpoint" in _one_error_line(caplog)
+    assert pretrain(corpus, run, *common, "--resume", "--tag", "step00000002") == 0
+    assert [r["step"] for r in read_metrics(run / "metrics.csv")] == [1, 2, 3, 4]  # 3 and 4 redone from 2
+    assert (run / "video_encoder.safetensors").exists()
+
+
+def test_blown_up_weights_are_never_checkpointed(corpus, one_rank, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TVTS_FAULT_BLOWUP_AT_STEP", "3")
+    run = tmp_path / "run"
+    with caplog.at_level(logging.ERROR):
+        code = pretrain(corpus, run, "--max-steps", "4", "--set", "train.ckpt_every=1")
+    assert code == cli.EXIT_NONFINITE
+    assert "non-finite weights at step 3" in caplog.text and "step00000002" in caplog.text
+    assert (run / "checkpoints" / "latest").read_text() == "step00000002"
+    monkeypatch.delenv("TVTS_FAULT_BLOWUP_AT_STEP")
+    assert pretrain(corpus, run, "--max-steps", "4", "--set", "train.ckpt_every=1", "--resume") == 0
+
+
+def test_resume_with_another_world_size_is_refused_before_deepspeed(corpus, one_rank, tmp_path, caplog):
+    run = tmp_path / "run"
+    assert pretrain(corpus, run, "--max-steps", "2", "--set", "train.ckpt_every=1", "--stop-after", "1") == 0
+    (run / "checkpoints" / "step00000001" / "tvts.json").write_text('{"step": 1, "world_size": 2}')
+    with caplog.at_level(logging.INFO):
+        code = pretrain(corpus, run, "--max-steps", "2", "--set", "train.ckpt_every=1", "--resume")
+    assert code == cli.EXIT_USAGE
+    assert "written by 2 processes; this run has 1" in _one_error_line(caplog)
+
+
+def test_max_steps_zero_exports_the_initial_weights(corpus, one_rank, tmp_path):
+    from tvts_train.export import load_video_encoder
+    from tvts_train.model import TVTS
+
+    assert pretrain(corpus, tmp_path / "run", "--max-steps", "0") == 0
+    state, _ = load_video_encoder(tmp_path / "run" / "video_encoder.safetensors")
+    torch.manual_seed(0)
+    start = TVTS(load_config("tiny").model).video.state_dict()
+    assert all(torch.equal(state[k], start[k]) for k in start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,8 +58,13 @@ def cmd_captions(args: argparse.Namespace) -> int:
     except CaptionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for w in tr.words:
-        print(json.dumps({"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}, ensure_ascii=False))
+    try:
+        for w in tr.words:
+            print(json.dumps({"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}, ensure_ascii=False))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tvts-data captions F | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     log.info("%s: %d words, timing=%s, language=%s", args.file, len(tr.words), tr.timing, tr.language)
     return 0
 

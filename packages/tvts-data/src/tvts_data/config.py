@@ -56,6 +56,9 @@ class FramesConfig:
     format: str = "jpeg"  # "jpeg" | "raw"
     jpeg_quality: int = 90
     decoder: str = "auto"  # "auto" (decord, PyAV where decord fails) | "decord" | "pyav"
+    # Each video decodes in a helper process killed after this many seconds ("decode_timeout"): a
+    # decoder stuck on a damaged file never stalls a worker. None: decode in-process, no deadline.
+    decode_timeout_s: float | None = 600.0
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,11 @@ def load_prepare_config(path: str | Path | None = None, overrides: list[str] | N
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-safe dict of a config (for the manifest), with secrets left out."""
+    from tvts_data.download.errors import redact_mapping
+
     raw = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     download = raw.get("download", {})
     for secret in ("cookies_file", "proxy"):
         if download.get(secret):
             download[secret] = "<redacted>"
-    return raw
+    return redact_mapping(raw)  # and any password/token/cookie/auth-like value (extra_ytdlp_opts, headers)

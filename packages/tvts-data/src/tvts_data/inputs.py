@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tvts_data.config import PrepareConfig
-from tvts_data.download import read_id_list, read_info_json_dir
+from tvts_data.download import read_id_list, scan_info_json_dir
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _manifest_sources(path: Path, table: pa.Table, column: str,
 
 
 def _id_sources(ids: list[str], bad: list[Any]) -> tuple[list[dict[str, Any]], list[Rejected]]:
-    rejected = [Rejected(f"line-{b.line}", "bad_id", f"line {b.line}: {b.text!r}: {b.reason}") for b in bad]
+    rejected = [Rejected(f"line-{b.line}", b.kind, f"line {b.line}: {b.text!r}: {b.reason}") for b in bad]
     return [youtube_source(i) for i in ids], rejected
 
 
@@ -190,9 +190,10 @@ def _folder_sources(path: Path, cfg: PrepareConfig) -> tuple[list[dict[str, Any]
                     and not p.name.startswith("."))
     if videos:
         return [local_source(v, cfg) for v in videos], []
-    infos = read_info_json_dir(path)
-    if infos:
-        return [youtube_source(info["id"], info.get("__info_path")) for info in infos], []
+    infos, bad = scan_info_json_dir(path)
+    if infos or bad:
+        rejected = [Rejected(Path(b.text).name, b.kind, f"{b.text}: {b.reason}") for b in bad]
+        return [youtube_source(info["id"], info.get("__info_path")) for info in infos], rejected
     raise ValueError(f"--input {path}: no videos ({', '.join(sorted(exts))}) and no *.info.json files found")
 
 

@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoInfo:
-    duration: float
+    duration: float  # seconds in which the video stream has frames (not the container's, which audio may extend)
     width: int
     height: int
     fps: float
+    container_duration: float = 0.0
 
 
 def probe_video(path: str | Path, video_id: str) -> VideoInfo:
@@ -46,12 +47,16 @@ def probe_video(path: str | Path, video_id: str) -> VideoInfo:
         raise StageError("no_video_stream", f"video {video_id}: {path} has no video stream "
                          "(audio only?); it cannot give frames")
     stream = streams[0]
-    duration = float(info.get("format", {}).get("duration") or stream.get("duration") or 0.0)
+    container = float(info.get("format", {}).get("duration") or 0.0)
+    # The video stream's own duration where the container states it (mp4, mov): an audio track or a
+    # trailing gap may make the container longer, and windows must stay where frames exist.
+    video = float(stream.get("duration") or 0.0)
+    duration = min(video, container) if video > 0 and container > 0 else (video or container)
     if duration <= 0:
         raise StageError("video_unreadable", f"video {video_id}: {path} reports no duration")
     num, _, den = str(stream.get("avg_frame_rate", "0/1")).partition("/")
     fps = float(num) / float(den or 1) if float(den or 1) else 0.0
-    return VideoInfo(duration, int(stream["width"]), int(stream["height"]), fps)
+    return VideoInfo(duration, int(stream["width"]), int(stream["height"]), fps, container or duration)
 
 
 def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -86,10 +91,23 @@ class FrameReader:
         """Presentation time (s) of every frame, ascending."""
         return self._impl.times
 
+    @property
+    def frame_interval(self) -> float:
+        """The typical time between frames (median), seconds."""
+        times = self.frame_times
+        return float(np.median(np.diff(times))) if len(times) > 1 else float("inf")
+
     def index_at(self, t: np.ndarray) -> np.ndarray:
         """Index of the frame on screen at each time t: the last frame whose time is <= t."""
         idx = np.searchsorted(self.frame_times, np.asarray(t) + 1e-6, side="right") - 1
         return np.clip(idx, 0, len(self.frame_times) - 1)
+
+    def off_frames(self, t: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Which requested times ``t`` the frames ``idx`` do not show: the frame would be more than one
+        frame interval old (past the last frame, inside a gap of the stream) or not shown yet (before
+        the first frame). ``index_at`` clamps such times; they must never be stored."""
+        age = np.asarray(t) - self.frame_times[idx]
+        return (age > 1.01 * self.frame_interval + 1e-6) | (age < -1e-3)
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         """(N, H, W, 3) uint8 frames at these indices, in the order asked."""
@@ -148,16 +166,23 @@ class _PyAVReader:
             raise StageError("video_unreadable", f"video {video_id}: PyAV cannot read {path}: {exc}") from exc
         if len(self.times) == 0:
             raise StageError("video_unreadable", f"video {video_id}: {path} has no decodable frames")
-        self.times -= self.times[0] if self.times[0] < 0 else 0.0
+        self.shift = self.times[0] if self.times[0] < 0 else 0.0
+        self.times -= self.shift
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         import av
 
         wanted = {int(i) for i in indices}
         found: dict[int, np.ndarray] = {}
+        half = 0.5 * (float(np.median(np.diff(self.times))) if len(self.times) > 1 else 1.0)
         with av.open(self.path) as container:
             for n, frame in enumerate(container.decode(video=0)):
                 if n in wanted:
+                    # the decoded frame's own time, checked against the index: a decoder that returns
+                    # another frame than the one asked for is caught here, whatever the cause
+                    if frame.time is not None and abs(frame.time - self.shift - self.times[n]) > half:
+                        raise ValueError(f"frame {n} decoded with time {frame.time - self.shift:.3f} s, "
+                                         f"expected {self.times[n]:.3f} s")
                     w, h = resized_size(frame.width, frame.height, self.short_side)
                     found[n] = frame.to_ndarray(format="rgb24", width=w, height=h)
                 if n >= max(wanted):

@@ -252,11 +252,13 @@ def summarise(corpus: Corpus) -> dict[str, Any]:
     shards = sorted(corpus.stage_dir("frames").glob("shard-*.parquet")) if corpus.stage_dir("frames").exists() else []
     shard_list = [{"path": str(p.relative_to(corpus.root)), "rows": pq.ParquetFile(p).metadata.num_rows,
                    "bytes": p.stat().st_size} for p in shards]
-    finals = Counter(r["status"] if r["stage"] == "frames" or r["status"] != "ok" else "incomplete"
-                     for r in latest_status(corpus).values())
+    # A rejected input line (a bad ID, a duplicate, an unreadable info JSON) is not a video.
+    latest = [r for r in latest_status(corpus).values() if r["stage"] != "input"]
+    finals = Counter(r["status"] if r["stage"] == "frames" or r["status"] != "ok" else "incomplete" for r in latest)
     return {
         "schema_version": SCHEMA_VERSION,
         "videos": dict(finals),
+        "rejected_inputs": per_stage["input"]["error"],
         "stages": {s: dict(c) for s, c in per_stage.items()},
         "errors": {s: dict(c) for s, c in errors.items()},
         "window_filters": dict(filters),

@@ -128,8 +128,14 @@ def check_version(schema: pa.Schema, path: str) -> None:
     if found is None:
         raise SchemaVersionError(f"{path}: no {VERSION_KEY.decode()} in the Parquet metadata; "
                                  "it was not written by tvts-data. Rebuild it with `tvts-data prepare`.")
-    if int(found) != SCHEMA_VERSION:
-        raise SchemaVersionError(f"{path}: schema version {int(found)}, this code reads {SCHEMA_VERSION}. "
+    try:
+        version = int(found)
+    except ValueError:
+        raise SchemaVersionError(f"{path}: schema version {found!r} in the Parquet metadata is not a number; "
+                                 "the file was not written by tvts-data (or was edited). Rebuild it with "
+                                 "`tvts-data prepare`.") from None
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(f"{path}: schema version {version}, this code reads {SCHEMA_VERSION}. "
                                  "Rebuild the corpus with this version of tvts-data, or install the "
                                  "tvts-data version that wrote it.")
 

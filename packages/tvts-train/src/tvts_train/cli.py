@@ -78,6 +78,8 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, type=Path, help="run folder (checkpoints, metrics, export)")
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/latest")
+    p.add_argument("--tag", dest="resume_tag", default=None,
+                   help="with --resume: continue from this checkpoint (e.g. step00000300) instead of the latest")
     p.add_argument("--stop-after", type=int, default=None,
                    help="run at most N steps now, checkpoint and exit (time-limited jobs; the lr schedule "
                         "still spans max_steps)")
@@ -88,8 +90,9 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pretrain_run(args: argparse.Namespace) -> int:
+    from tvts_train.checkpoint import PoisonedWeightsError
     from tvts_train.config import ConfigError, load_config
-    from tvts_train.train import NonFiniteLossError, RunOptions, pretrain, replace_max_steps
+    from tvts_train.train import NonFiniteLossError, RunOptions, RunSetupError, pretrain, replace_max_steps
 
     try:
         cfg = replace_max_steps(load_config(args.config, parse_overrides(args.overrides)), args.max_steps)
@@ -101,13 +104,14 @@ def _pretrain_run(args: argparse.Namespace) -> int:
         log.error("no training data: pass --data or set data.shards in the config")
         return EXIT_USAGE
     opts = RunOptions(deepspeed_config=args.deepspeed, data=data, output=args.output, resume=args.resume,
-                      stop_after=args.stop_after, allow_cpu_bf16=args.allow_cpu_bf16, local_rank=args.local_rank)
+                      resume_tag=args.resume_tag, stop_after=args.stop_after, allow_cpu_bf16=args.allow_cpu_bf16,
+                      local_rank=args.local_rank)
     try:
         result = pretrain(cfg, opts)
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, PoisonedWeightsError) as err:
         log.error("%s", err)
         return EXIT_NONFINITE
-    except (FileExistsError, FileNotFoundError) as err:
+    except (RunSetupError, FileNotFoundError) as err:
         log.error("%s", err)
         return EXIT_USAGE
     if result.export is not None:

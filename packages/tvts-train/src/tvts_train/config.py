@@ -44,6 +44,12 @@ class VideoConfig:
     init_checkpoint: str | None = None  # local ImageMAE ViT checkpoint (.pth / .safetensors)
     inflate: Literal["repeat", "average"] = "repeat"  # 2D->3D patch weights; reference: repeat
 
+    def __post_init__(self) -> None:
+        if self.img_size % self.patch_size or self.num_frames % self.tubelet_size:
+            raise ValueError(f"model.video: {self.num_frames} frames at {self.img_size} px do not tile into cubes of "
+                             f"{self.tubelet_size}x{self.patch_size}x{self.patch_size}; make num_frames a multiple "
+                             "of tubelet_size and img_size a multiple of patch_size")
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -141,6 +147,14 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # use fp32 on CPU (bf16 is slow there)
     zero_stage: int = 1  # DeepSpeed ZeRO stage
     grad_accum: int = 1  # micro-steps per optimizer step
+    keep_checkpoints: int = 3  # the newest N checkpoints are kept; older ones are deleted
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0:
+            raise ValueError(f"train.max_steps={self.max_steps}: the number of optimizer steps must be >= 0 "
+                             "(0 saves and exports the initial weights)")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"train.keep_checkpoints={self.keep_checkpoints}: keep at least 1")
 
 
 @dataclass(frozen=True)
@@ -283,7 +297,10 @@ def _parse_strings(values: dict[str, Any], cls: type) -> dict[str, Any]:
         if isinstance(value, dict) and _is_dataclass_type(tp):
             out[name] = _parse_strings(value, tp)
         elif isinstance(value, str) and tp is not None and str not in _flat_types(tp):
-            out[name] = yaml.safe_load(value)
+            try:
+                out[name] = yaml.safe_load(value)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--set {name}={value!r}: not a valid value ({str(err).splitlines()[0]})") from None
         elif isinstance(value, str) and type(None) in _flat_types(tp) and value in ("null", "None", "~"):
             out[name] = None
         else:
@@ -311,8 +328,14 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or path.is_file()):
         path = preset_path(str(name_or_path))
-    with open(path, encoding="utf-8") as fh:
-        values = yaml.safe_load(fh) or {}
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass a preset name ({', '.join(list_presets())}) "
+                          "or the path of a YAML file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
     cfg = config_from_dict(values, source=str(path))
     if overrides:
         update = _parse_strings(_nest(overrides), ExperimentConfig)

@@ -77,6 +77,10 @@ class SampleError(ValueError):
     """A row that cannot become a sample; it is skipped and counted."""
 
 
+class CorpusMismatchError(ValueError):
+    """The corpus does not fit the experiment config (K, frame size); found before anything is built."""
+
+
 # ----------------------------------------------------------------------------- files and units
 
 
@@ -136,6 +140,35 @@ def scan_units(paths: list[str], verbose: bool = True) -> tuple[list[Unit], list
             continue
         units.extend(Unit(i, path, g, 0, n) for g, n in enumerate(counts) if n > 0)
     return units, errors
+
+
+def check_corpus(shards: str | os.PathLike, data: Any) -> None:
+    """Read one window of the corpus and check it against ``data`` (a ``DataConfig``) before training.
+
+    Raises :class:`CorpusMismatchError` when its transcripts per window or its frame size cannot feed
+    the model, FileNotFoundError when there is no readable shard; warns when the corpus stores fewer
+    segments than the clip has frames (frames would repeat: the clip is stretched in time).
+    """
+    units, bad = scan_units(list_shards(shards), verbose=False)
+    if not units:
+        raise FileNotFoundError(f"no readable shard in {shards!r}: " + "; ".join(bad[:3]))
+    unit = units[0]
+    columns = ["texts", "segments", "height", "width"]
+    row = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=columns).slice(0, 1).to_pylist()[0]
+    K, height, width = len(row["texts"] or []), row["height"] or 0, row["width"] or 0
+    problems = []
+    if K != data.K:
+        problems.append(f"its windows hold K={K} transcripts, the config wants data.K={data.K}")
+    if min(height, width) < data.crop_size:
+        problems.append(f"its frames are {height}x{width}, smaller than data.crop_size={data.crop_size}")
+    if problems:
+        raise CorpusMismatchError(f"corpus {shards} ({unit.path}) does not fit the config: {'; '.join(problems)}. "
+                                  "Rebuild it (tvts-data prepare --set windows.K=... --set frames.short_side=...) "
+                                  "or use a config that matches it.")
+    if (row["segments"] or 0) < data.frames:
+        log.warning("corpus %s stores %d segments per window, fewer than data.frames=%d: frames will repeat "
+                    "(the clip is stretched in time); rebuild with --set frames.segments=%d to avoid it",
+                    shards, row["segments"], data.frames, data.frames)
 
 
 def split_units(units: list[Unit], workers: int) -> list[Unit]:
@@ -452,14 +485,37 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
             if len(batch) == plan.batch_size:
                 yield _finish(batch, tokenize, gid, role, pos)
                 batch = []
-        if whole_epoch and pos.samples == samples_before and refs:
-            raise RuntimeError(f"loader worker {gid}: epoch {pos.epoch} produced no valid sample from "
-                               f"{len(refs)} rows; see the skipped-sample warnings above")
+        if whole_epoch and pos.samples == samples_before and refs and plan.epochs is None:
+            # Its share of this epoch was all bad; the next epoch deals it other units. Go on, unless
+            # the corpus holds no usable sample at all (then no epoch ever would).
+            log.warning("loader worker %d: epoch %d gave no valid sample from its %d rows; going on",
+                        gid, pos.epoch, len(refs))
+            if not has_valid_sample(plan):
+                raise RuntimeError(f"no valid sample in any of the {len(plan.units)} row groups of the corpus "
+                                   "(every row was skipped: see the warnings above); check the shards with "
+                                   "`tvts-data inspect` or rebuild them")
         pos.epoch, pos.consumed = pos.epoch + 1, 0
     if batch:  # finite streams only: the last, smaller batch
         yield _finish(batch, tokenize, gid, role, pos)
     # A finite stream ends with its final counters (skips after the last batch), no data.
     yield {"meta": {"worker": gid, "role": role, **dataclasses.asdict(pos)}}
+
+
+@functools.lru_cache(maxsize=4)
+def has_valid_sample(plan: StreamPlan) -> bool:
+    """Whether any row of the corpus makes a sample (reads units in order until one does)."""
+    cache = _RowCache(list(plan.units))
+    for u, unit in enumerate(plan.units):
+        for r in range(unit.start, unit.stop):
+            row, _ = cache.take((u, r), load=True)
+            if row is None:
+                break  # the unit does not read
+            try:
+                make_sample(row, plan.spec, plan.sample_rng(0, (u, r)))
+                return True
+            except SampleError:
+                continue
+    return False
 
 
 def _try_sample(row: dict[str, Any], ref: tuple[int, int], plan: StreamPlan, pos: WorkerPos) -> dict | None:

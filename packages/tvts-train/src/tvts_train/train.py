@@ -7,12 +7,16 @@ come from the DeepSpeed JSON; a value written ``"auto"`` there is taken from the
 ``optim.grad_clip``). The optimizer is a ``torch.optim.AdamW`` built here and the schedule a
 ``LambdaLR`` (``schedule.py``); a JSON ``optimizer``/``scheduler`` section is refused.
 
-Outputs in ``RUN/``: ``config.yaml`` and ``ds_config.json`` (as resolved), ``metrics.csv``, ``tb/``
+Outputs in ``RUN/``: ``config.yaml`` and ``ds_config.json`` (as resolved by the latest start),
+``starts.jsonl`` (one line per start: the checkpoint it resumed and any config field it changed),
+``metrics.csv``, ``tb/``
 (TensorBoard), ``checkpoints/`` (see ``checkpoint.py``) and, when ``max_steps`` is reached,
 ``video_encoder.safetensors`` (see ``export.py``).
 
-Test-only hook: ``TVTS_FAULT_NAN_AT_STEP=N`` makes the loss of optimizer step N non-finite, to test
-that a NaN stops the run before anything is saved after it.
+Test-only hooks: ``TVTS_FAULT_NAN_AT_STEP=N`` makes the loss of optimizer step N non-finite, to test
+that a NaN stops the run before anything is saved after it; ``TVTS_FAULT_BLOWUP_AT_STEP=N`` makes a
+weight infinite right after update N while the loss was still finite, to test that such weights are
+never checkpointed.
 """
 
 from __future__ import annotations
@@ -44,10 +48,21 @@ METRICS = ("loss", "loss_base", "loss_sort", "sort_acc", "sort_acc_all")
 CSV_FIELDS = ("step", "epoch", *METRICS, "lr", "samples_per_s", "data_wait_s", "step_time_s",
               "samples", "skipped_samples", "skipped_units", "bad_files")
 FAULT_NAN_ENV = "TVTS_FAULT_NAN_AT_STEP"  # test-only, see the module docstring
+FAULT_BLOWUP_ENV = "TVTS_FAULT_BLOWUP_AT_STEP"  # test-only, see the module docstring
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the run stopped before the optimizer step and saved nothing after it."""
+
+
+class RunSetupError(ValueError):
+    """A run that cannot start as asked (bad DeepSpeed JSON, corpus that does not fit the config, resume
+    that does not match the checkpoint...). Raised before anything is written; the CLI exits 2."""
+
+
+# Fields that may change when a run is resumed: they change what is logged or kept, not what is trained.
+RESUMABLE_CHANGES = ("train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.output_dir",
+                     "data.shards")
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class RunOptions:
     data: str
     output: Path
     resume: bool = False
+    resume_tag: str | None = None  # --resume --tag T: continue from checkpoint T instead of the latest
     stop_after: int | None = None  # optimizer steps in this invocation, then checkpoint and exit
     allow_cpu_bf16: bool = False
     local_rank: int | None = None  # from the deepspeed launcher's --local_rank
@@ -133,13 +149,26 @@ def init_distributed(local_rank: int | None) -> tuple[DistEnv, Any]:
     return DistEnv(dist.get_rank(), dist.get_world_size(), local, device), deepspeed
 
 
+def load_ds_json(path: Path) -> dict[str, Any]:
+    """The DeepSpeed JSON as a dict; :class:`RunSetupError` naming the file when it cannot be read."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunSetupError(f"DeepSpeed config {path} not found (see infra/deepspeed/*.json)") from None
+    except json.JSONDecodeError as err:
+        raise RunSetupError(f"DeepSpeed config {path} is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise RunSetupError(f"DeepSpeed config {path}: expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
 def resolve_ds_config(raw: dict[str, Any], cfg: ExperimentConfig, on_cpu: bool, allow_cpu_bf16: bool) -> dict[str, Any]:
     """Fill ``"auto"`` values from ``cfg``, refuse optimizer sections, keep CPU runs in fp32."""
     ds = json.loads(json.dumps(raw))  # a deep copy
     for key in ("optimizer", "scheduler"):
         if key in ds:
-            raise ValueError(f"DeepSpeed JSON has a '{key}' section; remove it: tvts-train builds AdamW "
-                             "and the lr schedule from the experiment config (optim.*)")
+            raise RunSetupError(f"DeepSpeed JSON has a '{key}' section; remove it: tvts-train builds AdamW "
+                                "and the lr schedule from the experiment config (optim.*)")
     auto = {
         "train_micro_batch_size_per_gpu": cfg.data.batch_size,
         "gradient_accumulation_steps": cfg.train.grad_accum,
@@ -281,15 +310,78 @@ def sum_over_ranks(counts: dict[str, int], device: torch.device) -> dict[str, in
     return {k: int(v) for k, v in zip(keys, values.tolist())}
 
 
-def _fault_nan_step() -> int | None:
-    value = os.environ.get(FAULT_NAN_ENV)
+def _fault_step(name: str) -> int | None:
+    value = os.environ.get(name)
     return int(value) if value else None
 
 
-def _write_run_files(run: Path, cfg: ExperimentConfig, ds: dict[str, Any]) -> None:
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def config_changes(run: Path, cfg: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (checkpointed run's value, this start's value)}`` for every field that differs."""
+    path = run / "config.yaml"
+    if not path.is_file():
+        return {}
+    before, now = _flat(yaml.safe_load(path.read_text()) or {}), _flat(to_dict(cfg))
+    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+
+
+def preflight(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv) -> dict[str, tuple[Any, Any]]:
+    """Every check that can fail before anything is written; returns the (allowed) config changes.
+
+    Raises :class:`RunSetupError` naming what to do."""
+    from tvts_train.data import CorpusMismatchError, check_corpus
+
+    run, ckpt_dir = Path(opts.output), Path(opts.output) / "checkpoints"
+    latest = checkpoint.latest_tag(ckpt_dir)
+    if latest and not opts.resume:
+        raise RunSetupError(f"{run} already has checkpoints (latest {latest}); pass --resume to continue it "
+                            "or use a new --output")
+    if opts.resume_tag and not opts.resume:
+        raise RunSetupError("--tag needs --resume")
+    changes: dict[str, tuple[Any, Any]] = {}
+    if opts.resume and (latest or opts.resume_tag):
+        tag = opts.resume_tag or latest
+        if tag not in checkpoint.tags(ckpt_dir):
+            raise RunSetupError(f"--tag {tag}: no such checkpoint in {ckpt_dir}; there are {checkpoint.tags(ckpt_dir)}")
+        written_by = checkpoint.checkpoint_info(ckpt_dir, tag).get("world_size")
+        if written_by is not None and written_by != env.world_size:
+            raise RunSetupError(f"{ckpt_dir}/{tag} was written by {written_by} processes; this run has "
+                                f"{env.world_size}. Resume with the same number of processes.")
+        changes = config_changes(run, cfg)
+        refused = {k: v for k, v in changes.items() if k not in RESUMABLE_CHANGES}
+        if refused:
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+            raise RunSetupError(f"--resume with a config that differs from the checkpointed run ({listed}). The "
+                                "optimizer, schedule and loader state come from the checkpoint and would not "
+                                f"follow; only {', '.join(RESUMABLE_CHANGES)} may change. Start a new run "
+                                "(--output) instead.")
+    try:
+        check_corpus(opts.data, cfg.data)
+    except (CorpusMismatchError, FileNotFoundError) as err:
+        raise RunSetupError(str(err)) from None
+    return changes
+
+
+def _record_start(run: Path, cfg: ExperimentConfig, ds: dict[str, Any], opts: RunOptions,
+                  changes: dict[str, tuple[Any, Any]]) -> None:
+    """config.yaml/ds_config.json as this start resolved them, and a line per start in starts.jsonl."""
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (run / "ds_config.json").write_text(json.dumps(ds, indent=2))
+    tag = (opts.resume_tag or checkpoint.latest_tag(run / "checkpoints")) if opts.resume else None
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume_from": tag,
+              "changed": {k: list(v) for k, v in changes.items()}}
+    with open(run / "starts.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    for key, (before, now) in changes.items():
+        log.info("--resume: %s changed from %r to %r (recorded in starts.jsonl)", key, before, now)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -337,20 +429,19 @@ def pretrain(cfg: ExperimentConfig, opts: RunOptions) -> RunResult:
     """Train ``cfg`` with ``opts``; returns where it stopped. Raises NonFiniteLossError on NaN/inf."""
     t_init = time.perf_counter()
     env, deepspeed = init_distributed(opts.local_rank)
-    with open(opts.deepspeed_config, encoding="utf-8") as fh:
-        ds = resolve_ds_config(json.load(fh), cfg, env.device.type == "cpu", opts.allow_cpu_bf16)
+    ds = resolve_ds_config(load_ds_json(opts.deepspeed_config), cfg, env.device.type == "cpu", opts.allow_cpu_bf16)
     run, ckpt_dir = Path(opts.output), Path(opts.output) / "checkpoints"
-    if checkpoint.latest_tag(ckpt_dir) and not opts.resume:
-        raise FileExistsError(f"{run} already has checkpoints; pass --resume to continue it or use a new --output")
+    changes = preflight(cfg, opts, env)  # validate everything first: a failed start writes nothing
+    dist.barrier()  # every rank passed its checks before rank 0 writes
     if env.is_main:
-        _write_run_files(run, cfg, ds)
+        _record_start(run, cfg, ds, opts, changes)
     dist.barrier()  # nobody reads the run folder before rank 0 made it
 
     engine, loader = build(cfg, opts, env, deepspeed, ds)
     torch.manual_seed(cfg.train.seed + env.rank)  # masking/dropout noise differs per rank
     start = 0
     if opts.resume:
-        restored = checkpoint.resume(engine, ckpt_dir, env.rank)
+        restored = checkpoint.resume(engine, ckpt_dir, env.rank, opts.resume_tag)
         if restored is None:
             log.warning("--resume: no checkpoint in %s yet; starting from step 0", ckpt_dir)
         else:
@@ -382,7 +473,8 @@ def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: An
     accum, dtype = engine.gradient_accumulation_steps(), compute_dtype(ds)
     global_batch = engine.train_micro_batch_size_per_gpu() * accum * env.world_size
     sink = MetricsSink(Path(opts.output), env.is_main, start, tc.max_steps)
-    fault_at, batches, window = _fault_nan_step(), iter(loader), LogWindow()
+    fault_at, batches, window = _fault_step(FAULT_NAN_ENV), iter(loader), LogWindow()
+    fault_blowup = _fault_step(FAULT_BLOWUP_ENV)
     engine.train()
     step = start
     try:
@@ -410,11 +502,14 @@ def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: An
             if step % tc.log_every == 0 or step == end:
                 sink.write(_log_row(step, window, lr, global_batch, loader, env.device))
                 window = LogWindow()
+            if fault_blowup == step:  # test hook: weights blow up while the loss was still finite
+                with torch.no_grad():
+                    next(engine.module.parameters()).mul_(float("inf"))
             if step % tc.ckpt_every == 0 or step == end:
-                checkpoint.save(engine, ckpt_dir, step, loader.state_dict())
+                checkpoint.save(engine, ckpt_dir, step, loader.state_dict(), keep=tc.keep_checkpoints)
         if tc.max_steps == 0 and not checkpoint.latest_tag(ckpt_dir):
             # No training asked for: the initial weights are the result (a "scratch" encoder to export).
-            checkpoint.save(engine, ckpt_dir, 0, loader.state_dict())
+            checkpoint.save(engine, ckpt_dir, 0, loader.state_dict(), keep=tc.keep_checkpoints)
     finally:
         sink.close()
     return step
@@ -426,7 +521,9 @@ def _log_row(step: int, window: LogWindow, lr: float, global_batch: int, loader:
     n = window.steps
     metrics = mean_over_ranks(window.metrics / n, device).tolist()
     counters = loader.counters()
-    totals = sum_over_ranks({k: v for k, v in counters.items() if k != "epoch"}, device)
+    # Every rank scans the same file list: its unreadable files are counted once, not once per rank.
+    totals = sum_over_ranks({k: v for k, v in counters.items() if k not in ("epoch", "bad_files")}, device)
+    totals["bad_files"] = counters["bad_files"]
     return {
         "step": step,
         "epoch": counters["epoch"],

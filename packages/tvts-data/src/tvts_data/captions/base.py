@@ -23,6 +23,7 @@ Decisions a user should know:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -252,6 +253,18 @@ def parse_caption_file(path: str | os.PathLike, fmt: str | None = None, language
             "UTF-8, so the file is probably not a caption file or was damaged: download it again"
         ) from err
     return parse_caption_text(text, fmt or infer_format(path, text), source=str(path), language=language)
+
+
+def json_object(text: str) -> dict | None:
+    """The top-level JSON object of ``text``, or None when it is not one (for sniffing by structure:
+    a key name that merely appears somewhere in the text, e.g. in a video's tags, proves nothing)."""
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def infer_format(path: str | os.PathLike, text: str) -> str:

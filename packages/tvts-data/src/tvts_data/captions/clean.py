@@ -13,7 +13,12 @@ Rules, in order:
 4. Non-speech is dropped: bracketed and parenthesised tags of up to ``MAX_TAG_WORDS`` words
    (``[Music]``, ``[ __ ]`` for censored words, ``(laughs)``, ``(door slams)``), music notes
    (``♪``; the sung words between notes are kept), speaker marks (``>>``, a lone ``-``), ellipses,
-   and empty tokens. A leading ``>>`` or dialogue dash glued to a word (``>>Hi``, ``-Hi``) is removed.
+   tokens without a letter or digit (full-width ``。``, a lone ``!``) and empty tokens. A leading ``>>``
+   or dialogue dash glued to a word (``>>Hi``, ``-Hi``) is removed.
+
+Before step 3, ``>>`` marks and a speaker label at the start of a line (``JOHN:``, ``DR. SMITH:``, all
+capitals) are removed and ``--`` between two words becomes a space, so they take no share of the item's
+time: the first spoken word starts when the item does.
    Parenthesised text is treated as a sound description, as manual captions use it; speech written
    in parentheses is lost, a deliberate trade-off.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Iterable
 
 import ftfy
@@ -38,6 +44,10 @@ _DASHES = "-\u2013\u2014"  # hyphen, en dash, em dash: dialogue marks in manual 
 _NON_WORD = re.compile(rf"^(?:>+|[{_DASHES}]+|\.{{2,}}|\u2026+)$")
 _GLUED_MARK = re.compile(rf"^(?:>>+|[{_DASHES}](?=[^\W\d_]))")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPEAKER_CHANGE = re.compile(r">>+")
+# "JOHN:", "DR. SMITH:" at the start of a line: manual captions name the speaker, nobody says it
+_SPEAKER_LABEL = re.compile(r"^[ \t]*(?:[A-Z][A-Z.'\-]+(?: [A-Z][A-Z.'\-]*){0,2}):\s+(?=\S)", re.M)
+_WORD_DASH = re.compile(r"(?<=\w)(?:--|\u2014)(?=\w)")
 
 
 def clean_text(text: str) -> str:
@@ -58,8 +68,16 @@ def clean_words(words: Iterable[Word]) -> list[Word]:
     """Repair text, split multi-word items into timed words, drop non-speech (see module doc)."""
     tokens: list[Word] = []
     for word in words:
-        tokens.extend(interpolate_by_chars(clean_text(word.text), word.start, word.end))
+        tokens.extend(interpolate_by_chars(_unmark(clean_text(word.text)), word.start, word.end))
     return _drop_non_speech(tokens)
+
+
+def _unmark(text: str) -> str:
+    """Remove what is not speech before times are spread over the characters: a ``>>`` speaker change
+    or a leading ``NAME:`` label would otherwise take a share of the item's time and make the first
+    spoken word start late; ``--`` between two words separates them."""
+    text = _SPEAKER_LABEL.sub("", _SPEAKER_CHANGE.sub(" ", text))
+    return _WORD_DASH.sub(" ", text).strip()
 
 
 def clean_tokens(text: str) -> list[str]:
@@ -96,8 +114,13 @@ def _tag_end(tokens: list[Word], i: int) -> int | None:
     return None
 
 
+def _spoken(ch: str) -> bool:
+    """A character someone says: letters, digits, symbols ("$", "+") and "&", "%", "@", "#"."""
+    return ch.isalnum() or ch in "&%@#" or unicodedata.category(ch).startswith("S")
+
+
 def _strip_marks(text: str) -> str:
     text = text.translate(_MUSIC_NOTES)
-    if _NON_WORD.match(text):
+    if _NON_WORD.match(text) or not any(_spoken(ch) for ch in text):  # marks, lone punctuation ("。", "!")
         return ""
     return _GLUED_MARK.sub("", text, count=1)

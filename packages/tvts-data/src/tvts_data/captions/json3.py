@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import CaptionError, TimedText, Timing, Word, caption_parser, finish_words
+from .base import CaptionError, TimedText, Timing, Word, caption_parser, finish_words, json_object
 
 
 def _looks_like_json3(text: str) -> bool:
-    return text.startswith("{") and '"events"' in text
+    data = json_object(text)
+    return data is not None and isinstance(data.get("events"), list)
 
 
 @caption_parser("json3", extensions=("json3",), sniff=_looks_like_json3)

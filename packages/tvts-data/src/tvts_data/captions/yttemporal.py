@@ -19,14 +19,15 @@ import math
 from typing import Any
 
 from .align import align_clean_transcript
-from .base import CaptionError, Timing, Word, caption_parser, finish_words
+from .base import CaptionError, Timing, Word, caption_parser, finish_words, json_object
 from .clean import clean_words
 
 LAST_WORD_S = 0.5
 
 
 def _looks_like_yttemporal(text: str) -> bool:
-    return text.startswith("{") and '"subtitles"' in text
+    data = json_object(text)
+    return data is not None and isinstance(data.get("subtitles"), list)
 
 
 @caption_parser("yttemporal", extensions=(), sniff=_looks_like_yttemporal)

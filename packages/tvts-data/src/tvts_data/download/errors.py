@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from http.client import IncompleteRead as HttpIncompleteRead
 from typing import Iterable
 
@@ -21,10 +23,11 @@ from yt_dlp.utils import ContentTooShortError
 
 FINAL_KINDS = frozenset({
     "private", "removed", "unavailable", "members_only", "age_restricted", "no_format", "live",
-    "too_long", "language", "bad_ref", "unknown",
+    "too_long", "language", "bad_ref", "unknown", "expired_url",
 })
 RETRYABLE_KINDS = frozenset({
     "rate_limited", "bot_check", "timeout", "server_error", "truncated", "connection", "forbidden",
+    "fragment_missing", "duration_mismatch",
 })
 
 
@@ -33,6 +36,14 @@ class ErrorKind:
     kind: str  # one of FINAL_KINDS | RETRYABLE_KINDS
     retryable: bool
     message: str  # the original error text, secrets redacted
+
+
+class FragmentMissing(OSError):
+    """A fragment of an HLS/DASH download failed after its retries: retryable, never skipped."""
+
+
+class DurationMismatch(OSError):
+    """The downloaded video is shorter (or longer) than its metadata says: a hole, never published."""
 
 
 class MetadataRejected(Exception):
@@ -48,6 +59,7 @@ class MetadataRejected(Exception):
 # both with "Video unavailable"), and "try again later" is YouTube's soft rate limit.
 _MESSAGE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in (
+        ("fragment_missing", r"fragment \d+ not found"),  # HLS/DASH: a piece failed after its retries
         ("bot_check", r"confirm you.?re not a (bot|robot)"),
         ("rate_limited", r"HTTP Error 429|too many requests|rate.?limit|try again later"),
         ("age_restricted", r"confirm your age|age.?restrict|inappropriate for some users"),
@@ -74,6 +86,38 @@ _MESSAGE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _NOISE = re.compile(r"\x1b\[[0-9;]*m|\r|^(ERROR|WARNING):\s*|\[download\] Got error:\s*|^\s+")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+(:[^\s/@]*)?@")
 _COOKIE_HEADER = re.compile(r"(?im)^(\s*(set-)?cookie\s*:).*$")
+
+
+# Option names whose values are secrets wherever they appear (yt-dlp params, HTTP headers, config).
+SECRET_KEY = re.compile(r"pass|token|secret|cookie|auth|credential|api.?key|session", re.IGNORECASE)
+
+
+def secret_values(obj: object, under_secret: bool = False) -> list[str]:
+    """Every string under a secret-looking key of ``obj`` (nested dicts and lists): what must never be
+    logged or written (``{"http_headers": {"Authorization": "Bearer x"}}`` gives ``["Bearer x", "x"]``)."""
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found += secret_values(value, under_secret or bool(SECRET_KEY.search(str(key))))
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            found += secret_values(value, under_secret)
+    elif isinstance(obj, str) and under_secret and obj:
+        found += [obj, *obj.split()[1:]]  # "Bearer <token>": the token alone too
+    return found
+
+
+def redact_mapping(obj: object) -> object:
+    """``obj`` with the values of secret-looking keys and URL credentials replaced (for files: the
+    manifest, a saved info JSON)."""
+    if isinstance(obj, dict):
+        return {k: "<redacted>" if SECRET_KEY.search(str(k)) and v not in (None, "", {}, [])
+                else redact_mapping(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact_mapping(v) for v in obj]
+    if isinstance(obj, str):
+        return _URL_USERINFO.sub(r"\1***@", obj)
+    return obj
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -106,6 +150,10 @@ def _status(exc: BaseException) -> int | None:
 def _kind_by_type(exc: BaseException) -> str | None:
     if isinstance(exc, MetadataRejected):
         return exc.kind
+    if isinstance(exc, DurationMismatch):
+        return "duration_mismatch"
+    if isinstance(exc, FragmentMissing):
+        return "fragment_missing"
     status = _status(exc) if isinstance(exc, (HTTPError, OSError)) else None
     if status is not None:
         return {429: "rate_limited", 403: "forbidden", 401: "forbidden"}.get(
@@ -141,8 +189,29 @@ def exception_chain(exc: BaseException) -> list[BaseException]:
         if isinstance(info, tuple) and len(info) > 1 and isinstance(info[1], BaseException):
             queue.append(info[1])
         cause = getattr(cur, "cause", None)
-        queue.extend([cause if isinstance(cause, BaseException) else None, cur.__cause__, cur.__context__])
+        # `raise X from None` says the handled exception is not the cause: do not follow it
+        context = None if cur.__suppress_context__ else cur.__context__
+        queue.extend([cause if isinstance(cause, BaseException) else None, cur.__cause__, context])
     return out
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds a 429/503 answer asked the client to wait (its ``Retry-After``: seconds or an HTTP date)."""
+    for link in exception_chain(exc):
+        response = getattr(link, "response", None)
+        headers = getattr(response, "headers", None) or getattr(link, "headers", None)
+        value = headers.get("Retry-After") if headers is not None else None
+        if not value:
+            continue
+        value = str(value).strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None  # not a form RFC 9110 allows: ignore it
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return None
 
 
 def _message_of(exc: BaseException) -> str:

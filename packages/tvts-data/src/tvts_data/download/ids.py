@@ -33,6 +33,7 @@ class BadRef:
     line: int  # 1-based line (or row) in the input file
     text: str
     reason: str
+    kind: str = "bad_id"  # "bad_id" | "duplicate"
 
 
 def _id_from_url(text: str) -> str | None:
@@ -140,10 +141,10 @@ def _rows(path: Path) -> Iterable[tuple[int, str | BadRef]]:
 
 
 def read_id_list(path: str | Path) -> tuple[list[str], list[BadRef]]:
-    """Video IDs of a list file in first-seen order (duplicates dropped), and the lines that are not."""
-    ids: dict[str, None] = {}
+    """Video IDs of a list file in first-seen order, and the lines that are not (a bad reference, or a
+    duplicate of an earlier line: the first is kept)."""
+    ids: dict[str, int] = {}
     bad: list[BadRef] = []
-    duplicates = 0
     for number, value in _rows(Path(path)):
         if isinstance(value, BadRef):
             bad.append(value)
@@ -153,28 +154,46 @@ def read_id_list(path: str | Path) -> tuple[list[str], list[BadRef]]:
         except BadVideoRef as exc:
             bad.append(BadRef(number, value, str(exc)))
             continue
-        duplicates += video_id in ids
-        ids.setdefault(video_id, None)
+        if video_id in ids:
+            bad.append(BadRef(number, value, f"video {video_id} already on line {ids[video_id]}; kept the first",
+                              kind="duplicate"))
+            continue
+        ids[video_id] = number
+    duplicates = sum(b.kind == "duplicate" for b in bad)
     if duplicates:
-        log.info("%s: dropped %d duplicate video id(s), kept the first of each", path, duplicates)
+        log.info("%s: %d duplicate video id(s), kept the first of each", path, duplicates)
     return list(ids), bad
 
 
-def read_info_json_dir(path: str | Path) -> list[dict[str, Any]]:
-    """The yt-dlp info dicts of a folder's ``*.info.json`` files, sorted by file name, one per video id.
+def scan_info_json_dir(path: str | Path) -> tuple[list[dict[str, Any]], list[BadRef]]:
+    """The yt-dlp info dicts of a folder's ``*.info.json`` files, sorted by file name, one per video id,
+    and a :class:`BadRef` (``text`` = the file) for every file that is unreadable, has no id or repeats an id.
 
     Each dict gains ``__info_path`` (its file); keys starting with ``__`` are dropped before yt-dlp sees
-    the dict. An unreadable file is logged and skipped.
+    the dict.
     """
     infos: dict[str, dict[str, Any]] = {}
-    for file in sorted(Path(path).glob("*.info.json")):
+    bad: list[BadRef] = []
+    for number, file in enumerate(sorted(Path(path).glob("*.info.json")), start=1):
         try:
             info = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            log.warning("%s: skipped, not a readable info JSON: %s", file, exc)
+            bad.append(BadRef(number, str(file), f"not a readable info JSON: {exc}", kind="bad_info_json"))
             continue
         if not isinstance(info, dict) or not info.get("id"):
-            log.warning("%s: skipped, no video id in it", file)
+            bad.append(BadRef(number, str(file), "no video id in it", kind="bad_info_json"))
             continue
-        infos.setdefault(str(info["id"]), {**info, "__info_path": str(file)})
-    return list(infos.values())
+        vid = str(info["id"])
+        if vid in infos:
+            bad.append(BadRef(number, str(file), f"video {vid} already in {infos[vid]['__info_path']}; kept the first",
+                              kind="duplicate"))
+            continue
+        infos[vid] = {**info, "__info_path": str(file)}
+    for b in bad:
+        log.warning("%s: skipped: %s", b.text, b.reason)
+    return list(infos.values()), bad
+
+
+def read_info_json_dir(path: str | Path) -> list[dict[str, Any]]:
+    """The usable info dicts of :func:`scan_info_json_dir` (the rejected files are logged)."""
+    return scan_info_json_dir(path)[0]

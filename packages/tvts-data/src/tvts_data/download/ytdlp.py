@@ -29,10 +29,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+import ffmpeg
 import yt_dlp
 from yt_dlp.utils import YoutubeDLError
 
-from tvts_data.download.errors import ErrorKind, MetadataRejected, classify, redact
+from tvts_data.download.errors import (
+    DurationMismatch,
+    ErrorKind,
+    FragmentMissing,
+    MetadataRejected,
+    classify,
+    redact,
+    redact_mapping,
+    retry_after_s,
+    secret_values,
+)
 from tvts_data.download.ids import VIDEO_ID, BadVideoRef, parse_video_ref
 from tvts_data.download.ratelimit import RequestLimiter
 
@@ -44,7 +55,8 @@ _LIVE_STATUSES = ("is_live", "is_upcoming", "post_live")
 _CAPTION_FAILURE = "Unable to download video subtitles"  # yt-dlp's text when the caption fetch failed
 # Keys our contract depends on (temp folder then rename, resume, our logger): not overridable.
 PROTECTED_YTDLP_OPTS = frozenset({"outtmpl", "paths", "logger", "overwrites", "continuedl", "ignoreerrors",
-                                  "writesubtitles", "writeautomaticsub", "subtitleslangs", "noplaylist"})
+                                  "writesubtitles", "writeautomaticsub", "subtitleslangs", "noplaylist",
+                                  "skip_unavailable_fragments"})
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,13 @@ class DownloadConfig:
     retries: int = 5  # extra attempts for retryable kinds (attempts <= retries + 1)
     backoff_base_s: float = 1.0  # first retry waits this long, doubling per retry
     backoff_max_s: float = 60.0
+    retry_after_max_s: float = 600.0  # a server's Retry-After (429/503) is honoured up to this
     jitter: bool = True  # spread retries of many workers (equal jitter: delay/2 + U(0, delay/2))
     requests_per_s: float | None = None  # global request rate over all workers (see ratelimit.py)
     requests_burst: int = 1
     socket_timeout_s: float = 30.0
+    fragment_retries: int = 10  # yt-dlp's retries of one HLS/DASH fragment; a fragment is never skipped
+    duration_tolerance_s: float = 2.0  # downloaded stream vs metadata duration (and 2% of it), else an error
     extra_ytdlp_opts: dict[str, Any] = field(default_factory=dict)  # merged last into YoutubeDL params
     enable_file_urls: bool = False  # file:// format URLs (tests)
     delete_raw_after_frames: bool = False  # the runner deletes raw files once frames are written
@@ -234,11 +249,13 @@ class _YtdlpLog:
 
 
 def secrets_of(cfg: DownloadConfig) -> tuple[str, ...]:
-    """Strings that must never reach a log or a result message."""
-    if not cfg.proxy:
-        return ()
-    parts = urlsplit(cfg.proxy if "://" in cfg.proxy else f"http://{cfg.proxy}")
-    return tuple(s for s in (parts.password, parts.username) if s)
+    """Strings that must never reach a log or a result message: proxy credentials, and every value
+    under a password-, token-, cookie- or auth-like key of the extra yt-dlp options (headers included)."""
+    found = secret_values(cfg.extra_ytdlp_opts)
+    if cfg.proxy:
+        parts = urlsplit(cfg.proxy if "://" in cfg.proxy else f"http://{cfg.proxy}")
+        found += [s for s in (parts.password, parts.username) if s]
+    return tuple(dict.fromkeys(found))
 
 
 @contextlib.contextmanager
@@ -268,7 +285,10 @@ def ytdlp_options(cfg: DownloadConfig, tmp_dir: Path, logger: _YtdlpLog, cookies
         "overwrites": False, "continuedl": True,  # keep complete files and resume .part after a kill
         "noplaylist": True, "ignoreerrors": False,
         "quiet": True, "noprogress": True, "color": "no_color", "logger": logger,
-        "retries": 0, "fragment_retries": 0, "extractor_retries": 0,
+        "retries": 0, "extractor_retries": 0,
+        # A fragmented (HLS/DASH) download retries each fragment and never merges without one: yt-dlp's
+        # default skips a fragment that keeps failing and publishes a video with a hole.
+        "fragment_retries": cfg.fragment_retries, "skip_unavailable_fragments": False,
         "socket_timeout": cfg.socket_timeout_s,
         "enable_file_urls": cfg.enable_file_urls,
         "writesubtitles": bool(choice and not choice.automatic),
@@ -289,6 +309,8 @@ class _Job:
     video_id: str
     url: str  # for (re-)extraction
     info: dict[str, Any] | None  # extracted or given; reused across attempts (saves API requests)
+    can_extract: bool = True  # an ID/URL input may be extracted again; a saved info dict may not
+    fragmented: bool = False  # yt-dlp reported fragment progress: an HLS/DASH download
     skip_captions: bool = False  # set when the chosen caption track failed for good
     note: str = ""  # said in the result of an ok download
 
@@ -301,7 +323,7 @@ def _job_for(ref: str | dict[str, Any]) -> _Job:
         info = {k: v for k, v in ref.items() if not k.startswith("__")}  # e.g. __info_path
         info.pop(SUMMARY_KEY, None)
         url = info.get("webpage_url") or (f"https://www.youtube.com/watch?v={vid}" if VIDEO_ID.match(vid) else vid)
-        return _Job(vid, url, info)
+        return _Job(vid, url, info, can_extract=False)
     vid = parse_video_ref(ref)
     return _Job(vid, f"https://www.youtube.com/watch?v={vid}", None)
 
@@ -319,9 +341,18 @@ def completed_download(raw_dir: Path, video_id: str) -> dict[str, Any] | None:
     return summary if all((raw_dir / f).is_file() for f in files if f) else None
 
 
-def _acquire(limiter: RequestLimiter | None) -> None:
-    if limiter is not None:
-        limiter.acquire()
+class _LimitedYoutubeDL(yt_dlp.YoutubeDL):
+    """YoutubeDL whose every HTTP request (extraction pages, caption files, each HLS/DASH fragment)
+    first takes a token from the job-wide limiter: the rate holds per request, not per video."""
+
+    def __init__(self, params: dict[str, Any], limiter: RequestLimiter | None) -> None:
+        super().__init__(params)
+        self._limiter = limiter
+
+    def urlopen(self, req: Any) -> Any:
+        if self._limiter is not None:
+            self._limiter.acquire()
+        return super().urlopen(req)
 
 
 def _run_ytdlp(job: _Job, tmp_dir: Path, cfg: DownloadConfig, limiter: RequestLimiter | None,
@@ -329,16 +360,30 @@ def _run_ytdlp(job: _Job, tmp_dir: Path, cfg: DownloadConfig, limiter: RequestLi
     """One attempt: extract if needed, filter, then let yt-dlp fetch captions and video into tmp_dir."""
     with _private_cookies(cfg) as cookies:
         if job.info is None:
-            _acquire(limiter)
-            with yt_dlp.YoutubeDL(ytdlp_options(cfg, tmp_dir, logger, cookies)) as ydl:
+            with _LimitedYoutubeDL(ytdlp_options(cfg, tmp_dir, logger, cookies), limiter) as ydl:
                 job.info = ydl.extract_info(job.url, download=False, process=False)
         check_metadata(job.info, cfg)
         choice, note = (None, job.note) if job.skip_captions else choose_caption_track(job.info, cfg)
-        _acquire(limiter)
-        with yt_dlp.YoutubeDL(ytdlp_options(cfg, tmp_dir, logger, cookies, choice)) as ydl:
-            # A deep copy: yt-dlp mutates the dict, and a retry must start from the pristine one.
-            result = ydl.process_ie_result(copy.deepcopy(job.info), download=True)
+        opts = ytdlp_options(cfg, tmp_dir, logger, cookies, choice)
+        opts["progress_hooks"] = [lambda d: _note_fragments(job, d)]
+        with _LimitedYoutubeDL(opts, limiter) as ydl:
+            try:
+                # A deep copy: yt-dlp mutates the dict, and a retry must start from the pristine one.
+                result = ydl.process_ie_result(copy.deepcopy(job.info), download=True)
+            except YoutubeDLError as exc:
+                kind = classify(exc)
+                if job.fragmented and kind.kind == "unavailable":  # one piece of a video that exists
+                    raise FragmentMissing(f"a fragment failed after {cfg.fragment_retries} retries "
+                                          f"({kind.message}); never merged without it") from None
+                raise
             return result, choice, note
+
+
+def _note_fragments(job: _Job, progress: dict[str, Any]) -> None:
+    """yt-dlp's progress hook: fragment indices mean an HLS/DASH download (remembered across attempts,
+    since a resumed attempt may fail before it reports progress)."""
+    if "fragment_index" in progress:
+        job.fragmented = True
 
 
 def _downloaded_paths(result: dict[str, Any], choice: CaptionChoice | None) -> tuple[Path, Path | None]:
@@ -349,12 +394,31 @@ def _downloaded_paths(result: dict[str, Any], choice: CaptionChoice | None) -> t
     return video, Path(caption) if caption else None
 
 
+def check_duration(path: Path, expected: Any, cfg: DownloadConfig) -> None:
+    """Raise :class:`DurationMismatch` when the file's video stream and the metadata's duration differ
+    by more than the tolerance (a lost fragment, a cut transfer that still merged)."""
+    if not isinstance(expected, (int, float)) or expected <= 0:
+        return  # the metadata says nothing to check against
+    try:
+        probe = ffmpeg.probe(str(path))
+    except ffmpeg.Error as exc:
+        raise DurationMismatch(f"{path.name}: ffprobe cannot read the downloaded file: "
+                               f"{(exc.stderr or b'').decode(errors='replace').strip()[-300:]}") from exc
+    streams = [s for s in probe.get("streams", []) if s.get("codec_type") == "video"]
+    got = float((streams[0].get("duration") if streams else None) or probe.get("format", {}).get("duration") or 0)
+    tolerance = max(cfg.duration_tolerance_s, 0.02 * expected)
+    if abs(got - expected) > tolerance:
+        raise DurationMismatch(f"downloaded video lasts {got:.1f} s but the metadata says {expected:.1f} s "
+                               f"(tolerance {tolerance:.1f} s): a part is missing; not published")
+
+
 def _publish(job: _Job, result: dict[str, Any], choice: CaptionChoice | None, note: str,
-             tmp_dir: Path, raw_dir: Path) -> dict[str, Any]:
+             tmp_dir: Path, raw_dir: Path, cfg: DownloadConfig) -> dict[str, Any]:
     """Move a complete download into place, info JSON last (its presence marks the video complete)."""
     video_src, caption_src = _downloaded_paths(result, choice)
     if not video_src.is_file():
         raise OSError(f"yt-dlp reported {video_src} but it is not there")
+    check_duration(video_src, result.get("duration"), cfg)
     summary = {
         "video": f"{job.video_id}{video_src.suffix}",
         "caption": choice.file_name(job.video_id) if (choice and caption_src) else None,
@@ -385,8 +449,9 @@ def _scrub_cookies(obj: Any) -> Any:
 
 def _info_json(result: dict[str, Any]) -> dict[str, Any]:
     """The info dict as yt-dlp writes it to .info.json (no file paths, no private keys), without the
-    cookies yt-dlp attaches to formats: the file may be shared, the cookies are the user's login."""
-    return _scrub_cookies(yt_dlp.YoutubeDL.sanitize_info(dict(result), remove_private_keys=True))
+    cookies yt-dlp attaches to formats and without any secret-looking header or option value (the
+    user's Authorization header is copied into every format's http_headers): the file may be shared."""
+    return redact_mapping(_scrub_cookies(yt_dlp.YoutubeDL.sanitize_info(dict(result), remove_private_keys=True)))
 
 
 def backoff_delay(attempt: int, cfg: DownloadConfig, rng: random.Random) -> float:
@@ -444,11 +509,17 @@ def _attempts(job: _Job, raw_dir: Path, cfg: DownloadConfig, limiter: RequestLim
         attempt += 1
         try:
             result, choice, note = _run_ytdlp(job, tmp_dir, cfg, limiter, logger)
-            summary = _publish(job, result, choice, note, tmp_dir, raw_dir)
+            summary = _publish(job, result, choice, note, tmp_dir, raw_dir, cfg)
             return _ok(job.video_id, summary, raw_dir, attempt, start, note)
         except (YoutubeDLError, MetadataRejected, OSError) as exc:  # every failure becomes a kind
             kind = classify(exc, secrets)
             caption_failed = _CAPTION_FAILURE in str(exc)
+            asked = retry_after_s(exc)
+        if kind.kind == "forbidden" and not job.can_extract:
+            # A saved info dict's signed URLs expired: only a new extraction would help, and the input (an
+            # .info.json) asked for no contact with the site beyond its own URLs. Say so; do not retry.
+            kind = ErrorKind("expired_url", False, f"{kind.message}: the saved info JSON's signed URLs no longer "
+                             "work (they expire after hours); download this video again by its ID")
         if caption_failed and not kind.retryable and not job.skip_captions:
             # A caption track that is gone for good must not cost the video: fetch it without captions
             # (the runner can fall back to ASR) and say so in the result.
@@ -459,8 +530,10 @@ def _attempts(job: _Job, raw_dir: Path, cfg: DownloadConfig, limiter: RequestLim
             break
         retries_left -= 1
         if kind.kind == "forbidden":
-            job.info = None  # expired signed URLs: extract fresh ones next time
+            job.info = None  # expired signed URLs of an ID input: extract fresh ones next time
         delay = backoff_delay(cfg.retries - retries_left, cfg, rng)
+        if asked is not None and kind.kind in ("rate_limited", "server_error"):
+            delay = max(delay, min(asked, cfg.retry_after_max_s))  # the server said when; never sooner
         log.info("%s: %s (%s), retry %d/%d in %.1f s", job.video_id, kind.kind, kind.message,
                  cfg.retries - retries_left, cfg.retries, delay)
         sleep(delay)

@@ -17,6 +17,9 @@ class StageError(Exception):
         self.retryable = retryable
         self.attempts = attempts
 
+    def __reduce__(self):  # keep kind and message across processes (the decode helper, Ray)
+        return (type(self), (self.kind, self.message), {"retryable": self.retryable, "attempts": self.attempts})
+
     def __reduce__(self):  # keep kind/message when Ray pickles the error across processes
         return (_rebuild, (self.kind, self.message, self.retryable, self.attempts))
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from tvts_data.config import FramesConfig
 from tvts_data.media import FrameReader
+from tvts_data.stages.deadline import hang_if_asked
 from tvts_data.stages.errors import StageError
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,16 @@ def encode_frame(frame: np.ndarray, cfg: FramesConfig) -> bytes:
 
 
 def decode_window(reader: FrameReader, window: dict[str, Any], cfg: FramesConfig) -> dict[str, Any]:
+    """One window's shard row; StageError when a requested time has no frame (never a frozen copy)."""
     times = candidate_times(window["starts"][0], window["ends"][-1], cfg.segments, cfg.candidates)
     idx = reader.index_at(times)
+    off = reader.off_frames(times, idx)
+    if off.any():
+        first = int(np.argmax(off))
+        raise StageError("window_outside_frames", f"window {window['window_id']}: no frame at {times[first]:.2f} s "
+                         f"(the nearest decodable frame is at {reader.frame_times[idx[first]]:.2f} s; "
+                         f"{int(off.sum())} of {len(times)} times off): past the end of the video stream or "
+                         "inside a gap; the window is dropped")
     frames = reader.get(idx)  # (M*C, H, W, 3)
     row = {k: v for k, v in window.items() if k != "words"}
     row.update(
@@ -61,6 +70,7 @@ def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -
     if not windows:
         return [], 0
     first = windows[0]
+    hang_if_asked(first["video_id"])
     if cfg.candidates % 2 == 0:
         log.warning("frames.candidates=%d is even: evaluation takes the candidate right of the segment centre",
                     cfg.candidates)

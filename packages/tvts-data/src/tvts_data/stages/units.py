@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from tvts_data.config import PrepareConfig
 from tvts_data.corpus import Corpus, read_rows, write_rows
 from tvts_data.schema import SHARD, WINDOWS, WORDS, shard_name
+from tvts_data.stages.deadline import DecodeHelper
 from tvts_data.stages.errors import StageError
 from tvts_data.stages.frames import decode_video_windows
 from tvts_data.stages.windows import cut_windows
@@ -135,12 +136,18 @@ def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str
 def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
     _require(corpus, "frames", "windows", chunk)
     windows = read_rows(corpus.chunk_file("windows", chunk))
+    timeout = cfg.frames.decode_timeout_s
 
-    def apply(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        rows, undecodable = decode_video_windows(group, cfg.frames)
-        return rows, {"frames": sum(len(r["frames"]) for r in rows), "windows_undecodable": undecodable}
+    with DecodeHelper() as helper:
+        def apply(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            if timeout is None:
+                rows, undecodable = decode_video_windows(group, cfg.frames)
+            else:
+                rows, undecodable = helper.call(decode_video_windows, (group, cfg.frames), timeout,
+                                                f"video {group[0]['video_id']}")
+            return rows, {"frames": sum(len(r["frames"]) for r in rows), "windows_undecodable": undecodable}
 
-    outputs, ledger = apply_per_video("frames", chunk, _by_video(windows), apply)
+        outputs, ledger = apply_per_video("frames", chunk, _by_video(windows), apply)
     write_shards(corpus, chunk, outputs, cfg)
     if cfg.download.delete_raw_after_frames:
         delete_raw_videos(corpus, ledger)

@@ -45,7 +45,8 @@ def read_transcript(video_id: str, caption: Path, fmt: str | None) -> Transcript
         raise StageError(getattr(exc, "kind", "captions_malformed"), f"video {video_id}: {exc}") from exc
 
 
-def check_transcript(video_id: str, caption: Path | None, tr: Transcript, cfg: PrepareConfig) -> None:
+def check_transcript(video_id: str, caption: Path | str, tr: Transcript, cfg: PrepareConfig) -> None:
+    """``caption`` names where the transcript came from (a caption file, or the ASR run)."""
     langs = cfg.words.languages
     base = (tr.language or "").split("-")[0]
     if langs and tr.language and base not in langs:
@@ -58,7 +59,10 @@ def check_transcript(video_id: str, caption: Path | None, tr: Transcript, cfg: P
         raise StageError("no_word_timing", f"video {video_id}: {caption} has segment timing only; "
                          "set words.allow_interpolated=true to interpolate word times")
     if not tr.words:
-        raise StageError("captions_empty", f"video {video_id}: {caption} holds no spoken words")
+        if isinstance(caption, Path):
+            raise StageError("captions_empty", f"video {video_id}: {caption} holds no spoken words")
+        raise StageError("no_speech", f"video {video_id}: {caption} found no speech, and the video has no "
+                         "captions: nothing to build transcripts from")
 
 
 def extract_words(source: dict[str, Any], raw_dir: Path, cfg: PrepareConfig,
@@ -74,7 +78,7 @@ def extract_words(source: dict[str, Any], raw_dir: Path, cfg: PrepareConfig,
         check_transcript(video_id, caption, transcript, cfg)
     elif transcribe is not None and mode in ("asr", "captions_then_asr"):
         transcript = transcribe(str(video))
-        check_transcript(video_id, None, transcript, cfg)
+        check_transcript(video_id, f"ASR ({cfg.asr.backend}) on {video.name}", transcript, cfg)
     if transcript is None:
         raise StageError("no_captions", f"video {video_id}: no caption file beside {video} "
                          f"(looked for {video.stem}.<lang>.json3/.srv3/.vtt/.srt) and ASR is off "

@@ -25,11 +25,14 @@ import json
 import logging
 from pathlib import Path
 
-from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig
+from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig, ManifestError
 from tvts_train.eval.features import resolve_video_config
 from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, run_protocol
+from tvts_train.model import CheckpointMismatch
 
 log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2  # a bad input, named in one line (as tvts_train.cli)
 
 EVAL_HELP = "downstream evaluations of an exported video encoder"
 
@@ -101,9 +104,22 @@ def request_from_args(args: argparse.Namespace) -> EvalRequest:
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
-    """Run the chosen protocol, write ``--out`` if given and print the JSON result (the CLI's output)."""
+    """Run the chosen protocol, write ``--out`` if given and print the JSON result (the CLI's output).
+
+    Inputs that cannot work (a flag that does not fit the encoder, a manifest without a needed column,
+    a missing or mismatched encoder file) end in one line naming them and exit 2."""
     protocol = PROTOCOLS[args.protocol]
-    result = run_protocol(protocol.name, request_from_args(args), protocol.options(args))
+    try:
+        request = request_from_args(args)  # flag checks: ValueError names the flag
+        options = protocol.options(args)
+    except (ValueError, FileNotFoundError, CheckpointMismatch) as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    try:
+        result = run_protocol(protocol.name, request, options)
+    except (ManifestError, FileNotFoundError, CheckpointMismatch) as err:
+        log.error("%s", err)
+        return EXIT_USAGE
     return emit_result(result, args.out)
 
 
@@ -150,11 +166,16 @@ def add_sort_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sort_eval_command(args: argparse.Namespace) -> int:
-    from tvts_train.eval.sorting import SortEvalOptions, evaluate_sorting
+    from tvts_train.eval.sorting import SortEvalError, SortEvalOptions, evaluate_sorting
 
     options = SortEvalOptions(controls=tuple(args.controls), batch_size=args.batch_size, mask_ratio=args.mask_ratio,
                               seed=args.seed, max_windows=args.max_windows, tag=args.tag)
-    return emit_result(evaluate_sorting(args.run, args.data, options, device=args.device), args.out)
+    try:
+        result = evaluate_sorting(args.run, args.data, options, device=args.device)
+    except (FileNotFoundError, SortEvalError) as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    return emit_result(result, args.out)
 
 
 def _register_sort_eval() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from tvts_train.eval.clips import ClipConfig, Manifest, read_manifest
+from tvts_train.eval.clips import ClipConfig, Manifest, ManifestError, read_manifest
 from tvts_train.eval import finetune as ft
 from tvts_train.eval import text_retrieval as tr
 from tvts_train.eval.features import EncodedVideos, default_device, encode_videos, load_video_encoder
@@ -59,7 +59,7 @@ class Protocol:
 def _encode_split(request: EvalRequest, encoder: VideoViT, manifest: Manifest, split: str | None) -> EncodedVideos:
     videos = manifest.select(split)
     if not videos:
-        raise ValueError(f"{manifest.source}: no videos in split {split!r}")
+        raise ManifestError(f"{manifest.source}: no videos in split {split!r}")
     return encode_videos(encoder, videos, request.clip, request.batch_size, request.device, request.num_workers)
 
 

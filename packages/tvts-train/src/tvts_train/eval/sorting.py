@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 CONTROLS = ("real", "shuffled", "constant", "text_only")
 
 
+class SortEvalError(ValueError):
+    """A run or held-out set that sort-eval cannot score (names it and why)."""
+
+
 @dataclass(frozen=True)
 class SortEvalOptions:
     controls: tuple[str, ...] = CONTROLS
@@ -55,13 +59,13 @@ def load_run(run: str | Path, tag: str | None = None) -> tuple[TVTS, ExperimentC
     run = Path(run)
     config = run / "config.yaml"
     if not config.is_file():
-        raise FileNotFoundError(f"{config} not found: {run} is not a run folder written by `tvts-train pretrain`")
+        raise SortEvalError(f"{config} not found: {run} is not a run folder written by `tvts-train pretrain`")
     cfg = load_config(config)
     model = TVTS(cfg.model)
     state = consolidated_state_dict(run / "checkpoints", tag)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{run}: checkpoint does not fit its config.yaml: missing {missing[:5]}, "
+        raise SortEvalError(f"{run}: checkpoint does not fit its config.yaml: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return model.eval(), cfg
 
@@ -102,10 +106,10 @@ def evaluate_sorting(run: str | Path, data: str | Path, options: SortEvalOptions
 
     unknown = [c for c in options.controls if c not in CONTROLS]
     if unknown:
-        raise ValueError(f"unknown controls {unknown}; choose from {CONTROLS}")
+        raise SortEvalError(f"unknown controls {unknown}; choose from {CONTROLS}")
     model, cfg = load_run(run, options.tag)
     if model.sort_head is None:
-        raise ValueError(f"{run} was trained with objective 'base': it has no sort module to evaluate")
+        raise SortEvalError(f"{run} was trained with objective 'base': it has no sort module to evaluate")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     loader = build_loader(data, cfg.data, batch_size=options.batch_size, train=False, epochs=1,
@@ -124,7 +128,7 @@ def evaluate_sorting(run: str | Path, data: str | Path, options: SortEvalOptions
         if options.max_windows is not None and windows >= options.max_windows:
             break
     if windows == 0:
-        raise ValueError(f"no readable windows in {data}")
+        raise SortEvalError(f"no readable windows in {data}")
     controls = {c: {"sort_acc": (t[0] / windows).item(), "sort_acc_all": (t[1] / windows).item()}
                 for c, t in totals.items()}
     log.info("sort-eval %s on %d windows: %s", run, windows, controls)
