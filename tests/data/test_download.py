@@ -633,3 +633,29 @@ def test_retry_after_is_honoured_up_to_its_cap(server, fixture_mp4, tmp_path, he
     res = download_video(info, tmp_path, cfg, sleep=sleeps.append)
     assert res.status == "ok" and res.attempts == 2
     assert sleeps == [expected]  # not the 1 s backoff: the server said when
+
+
+@pytest.mark.parametrize("captions,kind", [({}, "no_captions"),
+                                           ({"en": [{"ext": "json3", "url": "http://127.0.0.1:9/c?tlang=en"}]},
+                                            "translated_captions")])
+def test_captions_required_and_none_usable_downloads_nothing(server, fixture_mp4, tmp_path, captions, kind) -> None:
+    """asr.mode=captions: a video that could give no transcript is not downloaded at all."""
+    info = youtube_info(server, f"nocap-{kind}", fixture_mp4, captions=captions, language="en")
+    res = download_video(info, tmp_path, DownloadConfig(require_captions=True, **FAST), sleep=lambda s: None)
+    assert (res.status, res.error_kind, res.retryable, res.attempts) == ("error", kind, False, 1)
+    assert "None" not in res.message and "asr.mode=captions" in res.message
+    assert f"/nocap-{kind}/v.mp4" not in server.hits
+
+
+def test_a_killed_runs_temporaries_live_in_the_corpus_and_the_next_run_removes_them(tmp_path) -> None:
+    """ASR audio and private cookie copies go under the corpus (not /tmp), named so a rerun cleans them;
+    a download's resumable .part folder stays."""
+    from tvts_data.corpus import remove_stale_temporaries
+
+    left = [tmp_path / ".scratch" / ".tmp-asr-x1" / "audio.wav", tmp_path / "raw" / ".tmp-vid" / ".tmp-cookies-1.txt"]
+    keep = tmp_path / "raw" / ".tmp-vid" / "vid.mp4.part"
+    for path in [*left, keep]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == 2
+    assert not any(p.exists() for p in left) and not (tmp_path / ".scratch").exists() and keep.exists()

@@ -86,19 +86,35 @@ def test_download_words_windows_frames_and_ledger(youtube, tmp_path, ray_session
 
 
 def test_retry_failed_reruns_only_retryable_failures(youtube, tmp_path, ray_session):
+    """Only the retryable failure is fetched again; the final one (404) and the finished video are not
+    asked for; the attempt history is kept."""
     srv, infos, ids, src = youtube
-    v = src.videos[1]
-    flaky = tmp_path / "infos"
-    flaky.mkdir()
-    info = info_dict(srv, "flakyVideo1", v.video_path, v.caption_path, caption_rule=Rule(fail_status=503, fail_times=-1))
-    (flaky / "flakyVideo1.info.json").write_text(json.dumps(info))
-    cfg = load_prepare_config(None, OVERRIDES)
+    v, w = src.videos[1], src.videos[0]
+    folder = tmp_path / "infos"
+    folder.mkdir()
+    dicts = [info_dict(srv, "flakyVideo1", v.video_path, v.caption_path,
+                       caption_rule=Rule(fail_status=503, fail_times=-1)),
+             info_dict(srv, "goneVideo01", v.video_path, v.caption_path, video_rule=Rule(fail_status=404, fail_times=-1)),
+             info_dict(srv, "fineVideo01", w.video_path, w.caption_path)]
+    for info in dicts:
+        (folder / f"{info['id']}.info.json").write_text(json.dumps(info))
+    cfg = load_prepare_config(None, OVERRIDES + ["write.videos_per_chunk=4"])
     out = tmp_path / "corpus"
-    prepare(flaky, out, cfg)
-    row = read_ledger(Corpus(out), "download")[0]
-    assert row["status"] == "error" and json.loads(row["details"])["retryable"]
+    prepare(folder, out, cfg)
+    rows = {r["video_id"]: r for r in read_ledger(Corpus(out), "download")}
+    assert rows["flakyVideo1"]["status"] == "error" and json.loads(rows["flakyVideo1"]["details"])["retryable"]
+    assert rows["goneVideo01"]["error_kind"] == "unavailable" and rows["fineVideo01"]["status"] == "ok"
 
     srv.resources["/flakyVideo1/c.json3"].rule = Rule()  # the server recovers
+    hits = dict(srv.hits)
     assert retry_failed(Corpus(out)) == {"0": 1}
-    prepare(flaky, out, cfg)
-    assert latest_status(Corpus(out))["flakyVideo1"]["stage"] == "frames"
+    assert len(list((out / "ledger" / "download" / "history").glob("chunk-00000-*.parquet"))) == 1
+    prepare(folder, out, cfg)
+    final = latest_status(Corpus(out))
+    assert final["flakyVideo1"]["stage"] == "frames" and final["fineVideo01"]["stage"] == "frames"
+    assert final["goneVideo01"]["error_kind"] == "unavailable"
+    assert srv.hits["/goneVideo01/v.mp4"] == hits["/goneVideo01/v.mp4"]  # a final failure: never asked again
+    assert srv.hits["/fineVideo01/v.mp4"] == hits["/fineVideo01/v.mp4"]  # downloaded already
+    assert srv.hits["/flakyVideo1/c.json3"] > hits["/flakyVideo1/c.json3"]
+    again = {r["video_id"]: r for r in read_ledger(Corpus(out), "download")}
+    assert again["flakyVideo1"]["attempts"] == rows["flakyVideo1"]["attempts"] + 1  # history kept

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,9 +18,41 @@ from tvts_data.schema import chunk_name, check_version, with_version
 OUTPUT_DIRS = {"download": "raw", "words": "words", "windows": "windows", "frames": "shards"}
 
 
+class StaleRunError(RuntimeError):
+    """A newer `prepare` owns the corpus: a worker of an earlier, killed run must not write into it."""
+
+
+TOKEN_FILE = ".run-token"
+
+
 @dataclass(frozen=True)
 class Corpus:
     root: Path
+    run_token: str | None = None  # the run this process works for; None: no fencing (reading, tests)
+
+    def claim(self) -> Corpus:
+        """Start a run: a new token in the corpus; workers of any earlier run stop writing (see write_rows)."""
+        token = uuid.uuid4().hex
+        write_json({"token": token}, self.root / TOKEN_FILE)
+        return Corpus(self.root, token)
+
+    def check_fence(self) -> None:
+        """Raise :class:`StaleRunError` when another run has claimed the corpus since this one did."""
+        if self.run_token is None:
+            return
+        try:
+            current = json.loads((self.root / TOKEN_FILE).read_text())["token"]
+        except (OSError, ValueError, KeyError):
+            current = None
+        if current != self.run_token:
+            raise StaleRunError(f"{self.root}: another prepare run claimed this corpus; this worker of an earlier "
+                                "run stops without writing")
+
+    def write_rows(self, rows: list[dict[str, Any]], path: Path, schema: pa.Schema,
+                   row_group_size: int | None = None) -> int:
+        """:func:`write_rows`, renamed into place only while this run still owns the corpus."""
+        return write_table(pa.Table.from_pylist(rows, schema=schema), path, schema, row_group_size,
+                           before_rename=self.check_fence)
 
     @property
     def sources(self) -> Path:
@@ -49,15 +82,22 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
 
 
-def write_table(table: pa.Table, path: Path, schema: pa.Schema, row_group_size: int | None = None) -> int:
+def write_table(table: pa.Table, path: Path, schema: pa.Schema, row_group_size: int | None = None,
+                before_rename: Callable[[], None] | None = None) -> int:
     """Write a versioned Parquet file under a temporary name, then rename: readers never see half a file.
-    Returns the bytes written."""
+    ``before_rename`` may refuse the rename by raising (the temporary is removed). Returns the bytes written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     table = table.cast(with_version(schema)) if table.schema != schema else table.replace_schema_metadata(
         with_version(schema).metadata)
     pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
     size = tmp.stat().st_size
+    try:
+        if before_rename is not None:
+            before_rename()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return size
 
@@ -80,8 +120,15 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> int:
-    """Temporary files of a killed run: never renamed, so never valid. Returns how many were removed."""
+    """Temporary files of a killed run: never renamed, so never valid, and the scratch folder (ASR audio,
+    private cookie copies). Returns how many files were removed. A download's ``raw/.tmp-<id>/`` folder
+    stays: its ``.part`` files let the download resume."""
     stale = [p for p in root.rglob(".tmp-*") if p.is_file()] if root.exists() else []
+    scratch = root / ".scratch"
+    if scratch.exists():
+        stale += [p for p in scratch.rglob("*") if p.is_file() and p not in stale]
     for p in stale:
         p.unlink(missing_ok=True)
+    if scratch.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
     return len(stale)

@@ -39,13 +39,17 @@ log = logging.getLogger(__name__)
 ChunkFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def run_stage_on_chunk(stage: str, root: str, cfg: PrepareConfig, item: dict[str, Any]) -> dict[str, Any]:
-    """One Ray Data step: run `stage` on one chunk unless the ledger says it is done."""
-    corpus, chunk = Corpus(Path(root)), int(item["chunk"])
+def run_stage_on_chunk(stage: str, root: str, cfg: PrepareConfig, item: dict[str, Any],
+                       run_token: str | None = None) -> dict[str, Any]:
+    """One Ray Data step: run `stage` on one chunk unless the ledger says it is done.
+
+    Every rename into the corpus checks ``run_token``: a worker that outlived a killed driver stops
+    (StaleRunError) instead of writing into the corpus a newer run is building."""
+    corpus, chunk = Corpus(Path(root), run_token), int(item["chunk"])
     if not corpus.is_done(stage, chunk):
         t0 = time.perf_counter()
         ledger = STAGE_UNITS[stage](corpus, chunk, cfg)
-        write_rows(ledger, corpus.ledger_part(stage, chunk), LEDGER)
+        corpus.write_rows(ledger, corpus.ledger_part(stage, chunk), LEDGER)
         ok = sum(r["status"] == "ok" for r in ledger)
         log.info("chunk %d %s: %d/%d videos ok in %.1f s", chunk, stage, ok, len(ledger), time.perf_counter() - t0)
     return item
@@ -179,6 +183,7 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
     stages = tuple(s for s in STAGE_ORDER if s in stages)
     corpus, input_path = Corpus(Path(output)), Path(input_path)
     corpus.root.mkdir(parents=True, exist_ok=True)
+    corpus = corpus.claim()  # from here on, workers of an earlier run of this corpus write nothing
     removed = remove_stale_temporaries(corpus.root)
     if removed:
         log.info("removed %d temporary files of an interrupted run", removed)
@@ -199,7 +204,7 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
     # for the whole run; the download units of every worker find it by name.
     limiter = make_limiter(cfg.download) if "download" in stages else None
     try:
-        steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg) for s in stages]
+        steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg, run_token=corpus.run_token) for s in stages]
         for n, item in enumerate(engine.run(pending, steps), 1):
             log.info("progress: %d/%d chunks done (chunk %d)", n, len(pending), item["chunk"])
     finally:
@@ -284,8 +289,12 @@ def write_stats(corpus: Corpus, cfg: PrepareConfig) -> dict[str, Any]:
 
 
 def retry_failed(corpus: Corpus) -> dict[str, int]:
-    """Forget the download ledger parts that hold retryable failures, so the next `prepare` retries
-    exactly those chunks; videos already downloaded are found complete in raw/ and not fetched again."""
+    """Reopen exactly the chunks that hold retryable download failures for the next `prepare`.
+
+    A reopened chunk's download ledger part moves to ``ledger/download/history/`` (each video's attempt
+    history) and the chunk's ledger parts are removed. The next download of the chunk fetches only
+    the retryable failures: a video already downloaded is found complete in raw/, and a final failure
+    (404, private, removed...) is carried over from the history without any request."""
     reopened: dict[str, int] = {}
     d = corpus.ledger_dir("download")
     for part in sorted(d.glob("*.parquet")) if d.exists() else []:
@@ -293,6 +302,10 @@ def retry_failed(corpus: Corpus) -> dict[str, int]:
         retry = [r for r in rows if r["status"] == "error" and json.loads(r["details"] or "{}").get("retryable")]
         if retry:
             chunk = rows[0]["chunk"]
+            history = d / "history"
+            history.mkdir(exist_ok=True)
+            n = len(list(history.glob(f"{part.stem}-*.parquet")))
+            part.replace(history / f"{part.stem}-{n:03d}.parquet")
             for stage in STAGE_ORDER:
                 corpus.ledger_part(stage, chunk).unlink(missing_ok=True)
             reopened[str(chunk)] = len(retry)

@@ -93,12 +93,17 @@ def get_backend(cfg: AsrConfig) -> AsrBackend:
     return cache[cfg]
 
 
-def transcribe_video(video_path: str | Path, cfg: AsrConfig) -> Transcript:
-    """Extract the audio track of a video and transcribe it with the configured backend."""
+def transcribe_video(video_path: str | Path, cfg: AsrConfig, scratch: Path | None = None) -> Transcript:
+    """Extract the audio track of a video and transcribe it with the configured backend.
+
+    The audio goes to a temporary folder under ``scratch`` (the corpus's, so that a killed run's leftovers
+    are removed by the next run instead of piling up in /tmp); None: the system's temporary folder."""
     from tvts_data.asr.audio import extract_audio  # keeps ffmpeg-python out of `import tvts_data.asr`
 
     backend = get_backend(cfg)
-    with tempfile.TemporaryDirectory(prefix="tvts-asr-") as tmp:
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tmp-asr-", dir=scratch) as tmp:
         wav = extract_audio(video_path, Path(tmp) / "audio.wav", cfg.sample_rate)
         transcript = backend.transcribe(wav, cfg.language)
     log.debug("%s: %d words by %s", video_path, len(transcript.words), backend.name)

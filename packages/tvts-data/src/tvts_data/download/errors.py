@@ -23,7 +23,7 @@ from yt_dlp.utils import ContentTooShortError
 
 FINAL_KINDS = frozenset({
     "private", "removed", "unavailable", "members_only", "age_restricted", "no_format", "live",
-    "too_long", "language", "bad_ref", "unknown", "expired_url",
+    "too_long", "language", "bad_ref", "unknown", "expired_url", "no_captions", "translated_captions",
 })
 RETRYABLE_KINDS = frozenset({
     "rate_limited", "bot_check", "timeout", "server_error", "truncated", "connection", "forbidden",

@@ -85,6 +85,9 @@ class DownloadConfig:
     duration_tolerance_s: float = 2.0  # downloaded stream vs metadata duration (and 2% of it), else an error
     extra_ytdlp_opts: dict[str, Any] = field(default_factory=dict)  # merged last into YoutubeDL params
     enable_file_urls: bool = False  # file:// format URLs (tests)
+    # Set by the runner from asr.mode=captions: a video without usable captions is not downloaded at all
+    # (it could give no transcript), it ends as no_captions / translated_captions.
+    require_captions: bool = False
     delete_raw_after_frames: bool = False  # the runner deletes raw files once frames are written
     concurrent_downloads: int = 8  # per worker: downloads overlap their network waits (bench-download)
 
@@ -259,13 +262,15 @@ def secrets_of(cfg: DownloadConfig) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def _private_cookies(cfg: DownloadConfig) -> Iterator[str | None]:
+def _private_cookies(cfg: DownloadConfig, folder: Path) -> Iterator[str | None]:
     """A private copy of the cookies file: yt-dlp writes cookies back on close, and many workers
-    rewriting the user's one file at once would corrupt it."""
+    rewriting the user's one file at once would corrupt it. It lives in the video's temporary folder
+    under the corpus (named ``.tmp-*``: a killed run's copy is removed by the next run)."""
     if not cfg.cookies_file:
         yield None
         return
-    fd, path = tempfile.mkstemp(prefix="tvts-cookies-", suffix=".txt")  # mode 0600
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=".tmp-cookies-", suffix=".txt", dir=folder)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as dst, open(cfg.cookies_file, "rb") as src:
             shutil.copyfileobj(src, dst)
@@ -358,12 +363,16 @@ class _LimitedYoutubeDL(yt_dlp.YoutubeDL):
 def _run_ytdlp(job: _Job, tmp_dir: Path, cfg: DownloadConfig, limiter: RequestLimiter | None,
                logger: _YtdlpLog) -> tuple[dict[str, Any], CaptionChoice | None, str]:
     """One attempt: extract if needed, filter, then let yt-dlp fetch captions and video into tmp_dir."""
-    with _private_cookies(cfg) as cookies:
+    with _private_cookies(cfg, tmp_dir) as cookies:
         if job.info is None:
             with _LimitedYoutubeDL(ytdlp_options(cfg, tmp_dir, logger, cookies), limiter) as ydl:
                 job.info = ydl.extract_info(job.url, download=False, process=False)
         check_metadata(job.info, cfg)
         choice, note = (None, job.note) if job.skip_captions else choose_caption_track(job.info, cfg)
+        if choice is None and cfg.require_captions:
+            kind = "translated_captions" if "machine-translated" in note else "no_captions"
+            raise MetadataRejected(kind, f"video {job.video_id}: {note}; asr.mode=captions needs captions, so the "
+                                         "video is not downloaded (asr.mode=captions_then_asr transcribes it)")
         opts = ytdlp_options(cfg, tmp_dir, logger, cookies, choice)
         opts["progress_hooks"] = [lambda d: _note_fragments(job, d)]
         with _LimitedYoutubeDL(opts, limiter) as ydl:

@@ -8,6 +8,7 @@ output, so a stage can be rerun with a new config to build a new corpus.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import pyarrow.parquet as pq
 
 from tvts_data.config import PrepareConfig
-from tvts_data.corpus import Corpus, read_rows, write_rows
+from tvts_data.corpus import Corpus, read_rows
 from tvts_data.schema import SHARD, WINDOWS, WORDS, shard_name
 from tvts_data.stages.deadline import DecodeHelper
 from tvts_data.stages.errors import StageError
@@ -91,26 +92,26 @@ def run_words(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, 
         _require(corpus, "words", "download", chunk)
         ok = {r["video_id"] for r in read_rows(corpus.ledger_part("download", chunk)) if r["status"] == "ok"}
         sources = [s for s in sources if s["kind"] != "youtube" or s["video_id"] in ok]
-    transcribe = make_transcriber(cfg)
+    transcribe = make_transcriber(cfg, corpus.root / ".scratch")
 
     def apply(src: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         row = extract_words(src, corpus.raw, cfg, transcribe)
         return [row], {"words": len(row["words"]), "timing": row["timing"], "format": row["source_format"]}
 
     outputs, ledger = apply_per_video("words", chunk, [(s["video_id"], s) for s in sources], apply)
-    write_rows(outputs, corpus.chunk_file("words", chunk), WORDS)
+    corpus.write_rows(outputs, corpus.chunk_file("words", chunk), WORDS)
     return ledger
 
 
-def make_transcriber(cfg: PrepareConfig) -> Callable[[str], Any] | None:
-    """The ASR fallback, or None when the config keeps to captions."""
+def make_transcriber(cfg: PrepareConfig, scratch: Path | None = None) -> Callable[[str], Any] | None:
+    """The ASR fallback, or None when the config keeps to captions; its temporaries go under ``scratch``."""
     if cfg.asr.mode == "captions":
         return None
     from tvts_data.asr import AsrError, transcribe_video
 
     def transcribe(video_path: str) -> Any:
         try:
-            return transcribe_video(video_path, cfg.asr)
+            return transcribe_video(video_path, cfg.asr, scratch)
         except AsrError as exc:
             raise StageError(exc.kind, f"ASR ({cfg.asr.backend}) on {video_path}: {exc.message}") from exc
 
@@ -129,7 +130,7 @@ def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str
         return windows, dict(counts)
 
     outputs, ledger = apply_per_video("windows", chunk, [(r["video_id"], r) for r in words_rows], apply)
-    write_rows(outputs, corpus.chunk_file("windows", chunk), WINDOWS)
+    corpus.write_rows(outputs, corpus.chunk_file("windows", chunk), WINDOWS)
     return ledger
 
 
@@ -156,6 +157,7 @@ def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str,
 
 def write_shards(corpus: Corpus, chunk: int, rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[str]:
     """Split a chunk's windows into shards of at most the target size (one window never splits)."""
+    corpus.check_fence()
     for old in corpus.stage_dir("frames").glob(f"shard-{chunk:05d}-*.parquet"):
         old.unlink()  # a killed earlier attempt at this chunk: its parts are replaced, never duplicated
     target = cfg.write.shard_target_mb * 2**20
@@ -171,7 +173,7 @@ def write_shards(corpus: Corpus, chunk: int, rows: list[dict[str, Any]], cfg: Pr
     names = []
     for i, part in enumerate(p for p in parts if p):
         path = corpus.stage_dir("frames") / shard_name(chunk, i)
-        write_rows(part, path, SHARD, row_group_size=cfg.write.row_group_windows)
+        corpus.write_rows(part, path, SHARD, row_group_size=cfg.write.row_group_windows)
         names.append(path.name)
     return names
 
@@ -182,13 +184,25 @@ def run_download(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[st
     from tvts_data.download import download_video, make_limiter
 
     sources = [s for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"]
-    limiter = make_limiter(cfg.download)
+    download_cfg = dataclasses.replace(cfg.download, require_captions=cfg.asr.mode == "captions")
+    limiter = make_limiter(download_cfg)
+    before = download_history(corpus, chunk)
 
     def fetch(src: dict[str, Any]) -> dict[str, Any]:
+        earlier = before.get(src["video_id"])
+        if earlier is not None and earlier["status"] == "error" and not json.loads(earlier["details"] or "{}").get(
+                "retryable"):
+            return earlier  # a final failure (404, private...) is not asked for again
+        row = _download_row(src)
+        if earlier is not None:
+            row["attempts"] += earlier["attempts"]  # the video's whole attempt history
+        return row
+
+    def _download_row(src: dict[str, Any]) -> dict[str, Any]:
         ref: Any = src["video_id"]
         if src.get("annotation_path"):  # a saved info JSON: re-fetch without extracting again
             ref = json.loads(Path(src["annotation_path"]).read_text())
-        result = download_video(ref, corpus.raw, cfg.download, limiter=limiter)
+        result = download_video(ref, corpus.raw, download_cfg, limiter=limiter)
         details = {"retryable": result.retryable} if result.status != "ok" else {
             "caption": Path(result.caption_path).name if result.caption_path else None,
             "translated": result.caption_translated}
@@ -198,6 +212,15 @@ def run_download(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[st
 
     with ThreadPoolExecutor(max(1, cfg.download.concurrent_downloads)) as pool:
         return list(pool.map(fetch, sources))
+
+
+def download_history(corpus: Corpus, chunk: int) -> dict[str, dict[str, Any]]:
+    """The latest download ledger row per video of a chunk from ``retry-failed``'s history (or {})."""
+    history = corpus.ledger_dir("download") / "history"
+    latest: dict[str, dict[str, Any]] = {}
+    for part in sorted(history.glob(f"chunk-{chunk:05d}-*.parquet")) if history.exists() else []:
+        latest.update({r["video_id"]: r for r in read_rows(part)})
+    return latest
 
 
 def delete_raw_videos(corpus: Corpus, ledger: list[dict[str, Any]]) -> None:
