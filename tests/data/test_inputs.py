@@ -99,3 +99,34 @@ def test_missing_input_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no videos"):
         read_sources(tmp_path / "empty", CFG)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_translated_track_is_known_from_the_info_json_beside_the_video(tmp_path, allow):
+    """A track named plainly (ID.en.json3) that the info JSON shows was asked for with tlang= is a machine
+    translation: refused, or (allowed) never labelled word-timed."""
+    import subprocess
+
+    from tvts_data.captions import Word, write_json3
+    from tvts_data.config import load_prepare_config
+    from tvts_data.stages.errors import StageError
+    from tvts_data.stages.words import extract_words
+
+    video = tmp_path / "vidAAAAAAAA.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5",
+                    "-t", "3", "-pix_fmt", "yuv420p", str(video)], check=True, timeout=60)
+    caption = tmp_path / "vidAAAAAAAA.en.json3"
+    caption.write_text(write_json3([Word("hallo", 0.5, 0.9), Word("welt", 1.0, 1.4)]))
+    (tmp_path / "vidAAAAAAAA.info.json").write_text(json.dumps({
+        "id": "vidAAAAAAAA", "language": "de",
+        "automatic_captions": {"en": [{"ext": "json3", "url": "https://www.youtube.com/api/timedtext?v=x&tlang=en"}],
+                               "de-orig": [{"ext": "json3", "url": "https://www.youtube.com/api/timedtext?v=x"}]}}))
+    cfg = load_prepare_config(None, [f"words.allow_translated={str(allow).lower()}"])
+    source = {"video_id": "vidAAAAAAAA", "video_path": str(video), "caption_path": str(caption),
+              "annotation_path": None, "kind": "local"}
+    if not allow:
+        with pytest.raises(StageError) as err:
+            extract_words(source, tmp_path, cfg)
+        assert err.value.kind == "translated_captions"
+    else:
+        assert extract_words(source, tmp_path, cfg)["timing"] == "interpolated"

@@ -6,13 +6,17 @@ for YouTube rows it looks in ``OUTPUT/raw/`` where the download stage left them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
-from tvts_data.captions import CaptionError, Transcript, parse_caption_file
+from tvts_data.captions import CaptionError, Timing, Transcript, parse_caption_file
 from tvts_data.config import PrepareConfig
+from tvts_data.download.ytdlp import SUMMARY_KEY
 from tvts_data.inputs import choose_caption, find_captions
 from tvts_data.media import probe_video
 from tvts_data.stages.errors import StageError
@@ -38,11 +42,31 @@ def locate_media(source: dict[str, Any], raw_dir: Path, cfg: PrepareConfig) -> t
     return Path(source["video_path"]), Path(caption) if caption else None, None
 
 
-def read_transcript(video_id: str, caption: Path, fmt: str | None) -> Transcript:
+def read_transcript(video_id: str, caption: Path, fmt: str | None, video: Path | None = None) -> Transcript:
     try:
-        return parse_caption_file(caption, fmt=fmt)
+        transcript = parse_caption_file(caption, fmt=fmt)
     except CaptionError as exc:
         raise StageError(getattr(exc, "kind", "captions_malformed"), f"video {video_id}: {exc}") from exc
+    if not transcript.translated and video is not None and translated_per_info_json(video, caption):
+        # A machine translation has no word timing of its own, whatever its file says.
+        transcript = dataclasses.replace(transcript, translated=True, timing=Timing.INTERPOLATED)
+    return transcript
+
+
+def translated_per_info_json(video: Path, caption: Path) -> bool:
+    """Whether the yt-dlp info JSON beside ``video`` says ``caption`` is a machine-translated track: our
+    download summary says so, or the track's URLs carry YouTube's ``tlang=`` (a translation request)."""
+    info_path = video.with_name(f"{video.stem}.info.json")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    summary = info.get(SUMMARY_KEY) or {}
+    if summary.get("caption") == caption.name:
+        return bool(summary.get("caption_translated"))
+    key = caption.name.rsplit(".", 2)[-2] if caption.name.count(".") >= 2 else ""
+    tracks = (info.get("automatic_captions") or {}).get(key) or []
+    return any("tlang=" in urlsplit(str(t.get("url") or "")).query for t in tracks if isinstance(t, dict))
 
 
 def check_transcript(video_id: str, caption: Path | str, tr: Transcript, cfg: PrepareConfig) -> None:
@@ -74,7 +98,7 @@ def extract_words(source: dict[str, Any], raw_dir: Path, cfg: PrepareConfig,
     mode = cfg.asr.mode
     transcript = None
     if caption is not None and mode != "asr":
-        transcript = read_transcript(video_id, caption, fmt)
+        transcript = read_transcript(video_id, caption, fmt, video)
         check_transcript(video_id, caption, transcript, cfg)
     elif transcribe is not None and mode in ("asr", "captions_then_asr"):
         transcript = transcribe(str(video))
