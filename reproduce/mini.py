@@ -63,6 +63,10 @@ SETTINGS = {
                      bench_val=16),
     "quick": Settings("quick", train_videos=24, heldout_videos=6, steps=40, seeds=(0,), bench_train=8, bench_val=6,
                       probe_epochs=50),
+    # Fewer objectives, much longer: does the miniature's TVTS beat its M_base once the sort task is
+    # learned? (docs/reproduction.md, "Longer runs"). Reuse the full setting's data with --reuse-data.
+    "long": Settings("long", train_videos=360, heldout_videos=24, steps=3000, seeds=(0,), bench_train=24,
+                     bench_val=16, objectives=("base", "tvts")),
     "smoke": Settings("smoke", train_videos=3, heldout_videos=2, steps=2, seeds=(0,), bench_train=2, bench_val=2,
                       probe_epochs=3),
 }
@@ -182,7 +186,8 @@ def _cli(argv: list[str], out_file: Path, ledger: Ledger) -> dict[str, Any]:
     if not out_file.is_file():
         ledger.commands.append("tvts-train " + " ".join(argv + ["--out", str(out_file)]))
         quiet = logging.getLogger("tvts_train")
-        level, quiet.level = quiet.level, logging.WARNING  # one line per evaluation here, not per epoch
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # one line per evaluation here, not one per probe epoch
         try:
             with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
                 code = tvts_train(argv + ["--out", str(out_file)])
@@ -260,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "out" / "reproduce-mini")
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="full")
     parser.add_argument("--jobs", type=int, default=None, help="processes at a time (default: the setting's)")
+    parser.add_argument("--reuse-data", type=Path, default=None,
+                        help="an earlier run's --out whose generated data and corpora this run links instead of "
+                             "building its own (same world, held-out set and bench)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild report.json/md and the plots from a finished run's outputs (keeps its "
                              "wall times and commands)")
@@ -272,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         return rebuild_report(out, s)
+    if args.reuse_data:
+        for name in ("data", "corpus"):
+            link, target = out / name, (args.reuse_data / name).resolve()
+            if not link.exists():
+                link.symlink_to(target, target_is_directory=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with ledger.phase("generate"):
         generate(out, s, ledger)
