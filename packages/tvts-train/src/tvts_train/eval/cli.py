@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig, ManifestError
+from tvts_train.eval.datasets import ADAPTERS, iter_splits, read_dataset, write_manifest
 from tvts_train.eval.features import resolve_video_config
 from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, run_protocol
 from tvts_train.model import CheckpointMismatch
@@ -42,8 +44,13 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video_encoder.safetensors, or the run folder that holds it")
     parser.add_argument("--config", default=None,
                         help="preset name or YAML path of the encoder (default: the file's stored video_config)")
-    parser.add_argument("--manifest", required=True, type=Path,
-                        help="CSV/JSONL/Parquet with video_path, label[, split]")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", type=Path, help="CSV/JSONL/Parquet with video_path, label[, split]")
+    source.add_argument("--dataset", choices=sorted(ADAPTERS),
+                        help="read a benchmark's official files instead of a manifest (with --root)")
+    parser.add_argument("--root", type=Path, default=None, help="with --dataset: the dataset's folder")
+    parser.add_argument("--dataset-split", type=int, default=None, metavar="N",
+                        help="with --dataset: the official split number (UCF-101, HMDB-51: 1, 2 or 3; default 1)")
     parser.add_argument("--frames", type=int, default=None,
                         help="M frames per clip (default: the protocol's, else the encoder's)")
     parser.add_argument("--crop", type=int, default=None, help="crop side in px (default: the encoder's)")
@@ -69,6 +76,7 @@ def add_protocol_parsers(eval_parser: argparse.ArgumentParser) -> None:
         _add_common_arguments(parser)
         protocol.add_arguments(parser)
         parser.set_defaults(func=run_eval_command)
+    add_manifest_command(protocols)
 
 
 def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -97,8 +105,25 @@ def clip_config_from_args(args: argparse.Namespace) -> ClipConfig:
                       frame_order=args.frame_order)
 
 
-def request_from_args(args: argparse.Namespace) -> EvalRequest:
-    return EvalRequest(encoder=args.encoder, config=args.config, manifest=args.manifest,
+def manifest_from_args(args: argparse.Namespace) -> tuple[Path, dict | None]:
+    """``--manifest`` as given, or the manifest a ``--dataset`` adapter writes (beside ``--out``, else in a
+    temporary folder), with what the adapter found."""
+    if args.manifest is not None:
+        return args.manifest, None
+    if args.root is None:
+        raise ValueError("--dataset needs --root, the folder the dataset was unpacked into")
+    found = read_dataset(args.dataset, args.root, args.dataset_split)
+    folder = args.out.parent if args.out is not None else Path(tempfile.mkdtemp(prefix="tvts-manifest-"))
+    suffix = f"-split{args.dataset_split}" if args.dataset_split else ""
+    path = write_manifest(found, folder / f"{args.dataset}{suffix}.manifest.csv")
+    log.info("%s under %s: %d rows %s, %d videos missing; manifest %s", args.dataset, args.root, len(found.rows),
+             iter_splits(found.rows), len(found.missing), path)
+    return path, {"name": args.dataset, "root": str(args.root), "dataset_split": args.dataset_split,
+                  "rows": len(found.rows), "missing_videos": len(found.missing), "manifest": str(path)}
+
+
+def request_from_args(args: argparse.Namespace, manifest: Path) -> EvalRequest:
+    return EvalRequest(encoder=args.encoder, config=args.config, manifest=manifest,
                        clip=clip_config_from_args(args), batch_size=args.batch_size,
                        num_workers=args.workers, device=args.device)
 
@@ -110,9 +135,10 @@ def run_eval_command(args: argparse.Namespace) -> int:
     a missing or mismatched encoder file) end in one line naming them and exit 2."""
     protocol = PROTOCOLS[args.protocol]
     try:
-        request = request_from_args(args)  # flag checks: ValueError names the flag
+        manifest, dataset = manifest_from_args(args)
+        request = request_from_args(args, manifest)  # flag checks: ValueError names the flag
         options = protocol.options(args)
-    except (ValueError, FileNotFoundError, CheckpointMismatch) as err:
+    except (ValueError, FileNotFoundError, CheckpointMismatch) as err:  # ManifestError is a ValueError
         log.error("%s", err)
         return EXIT_USAGE
     try:
@@ -120,7 +146,32 @@ def run_eval_command(args: argparse.Namespace) -> int:
     except (ManifestError, FileNotFoundError, CheckpointMismatch) as err:
         log.error("%s", err)
         return EXIT_USAGE
+    if dataset is not None:
+        result["dataset"] = dataset
     return emit_result(result, args.out)
+
+
+def add_manifest_command(protocols: argparse._SubParsersAction) -> None:
+    """``eval manifest --dataset NAME --root PATH --out M.csv``: what an adapter reads, as a manifest."""
+    parser = protocols.add_parser("manifest", help="write the manifest a --dataset adapter reads",
+                                  description=add_manifest_command.__doc__)
+    parser.add_argument("--dataset", required=True, choices=sorted(ADAPTERS))
+    parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("--dataset-split", type=int, default=None, metavar="N")
+    parser.add_argument("--out", required=True, type=Path, help="the manifest CSV to write")
+    parser.set_defaults(func=run_manifest_command)
+
+
+def run_manifest_command(args: argparse.Namespace) -> int:
+    try:
+        found = read_dataset(args.dataset, args.root, args.dataset_split)
+    except ManifestError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
+    write_manifest(found, args.out)
+    print(json.dumps({"manifest": str(args.out), "rows": len(found.rows), "splits": iter_splits(found.rows),
+                      "missing_videos": len(found.missing)}, indent=2))
+    return 0
 
 
 def emit_result(result: dict, out: Path | None) -> int:
@@ -138,7 +189,7 @@ def _register_with_tvts_train_cli() -> None:
     from tvts_train import cli
 
     if "eval" not in cli.COMMANDS:  # importing this module twice must not register twice
-        cli.register(cli.Command("eval", EVAL_HELP, add_protocol_parsers, run_eval_command))
+        cli.register(cli.Command("eval", EVAL_HELP, add_protocol_parsers, lambda args: args.func(args)))
 
 
 _register_with_tvts_train_cli()
