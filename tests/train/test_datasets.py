@@ -217,3 +217,22 @@ def test_eval_manifest_command_writes_what_the_protocols_read(tmp_path, capsys):
     assert summary["rows"] == 3 and summary["splits"] == {"train": 2, "test": 1}
     manifest = read_manifest(out)
     assert manifest.classes == ("brush_hair", "cartwheel") and len(manifest.select("test")) == 1
+
+
+def test_dataset_flag_runs_a_protocol_with_that_datasets_paper_number(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from tvts_train.config import load_config
+    from tvts_train.model import VideoViT
+
+    hmdb51(tmp_path / "hmdb")
+    save_file(VideoViT(load_config("tiny").model.video).state_dict(), str(tmp_path / "video_encoder.safetensors"))
+    out = tmp_path / "res" / "probe.json"
+    argv = ["eval", "linear-probe", "--encoder", str(tmp_path), "--config", "tiny", "--dataset", "hmdb51",
+            "--root", str(tmp_path / "hmdb"), "--eval-split", "test", "--epochs", "2", "--workers", "0",
+            "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["dataset"]["name"] == "hmdb51" and result["dataset"]["rows"] == 3
+    assert result["paper"]["top1"] == pytest.approx(0.584) and result["paper"]["source"] == "Table 1"
+    assert (tmp_path / "res" / "hmdb51.manifest.csv").is_file() and (tmp_path / "res" / "probe.confusion.png").is_file()

@@ -359,6 +359,10 @@ def test_eval_cli_end_to_end(name, videos, tmp_path, capsys):
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == result  # stdout carries the same result
+    pictures = {"retrieval": {"retrieval"}, "linear-probe": {"confusion"}, "finetune": {"confusion", "curves"},
+                "text-retrieval": {"curves"}}[name]
+    written = {p.name.split(".")[-2] for p in out.parent.glob("results.*.png")}
+    assert written == pictures and all(p.stat().st_size > 5000 for p in out.parent.glob("results.*.png"))
     defaults = PROTOCOLS[name].clip_defaults  # text-retrieval: 4 frames; finetune: 2 x 3 views
     assert result["protocol"] == name and result["clip"]["frames"] == defaults.get("frames", 8)
     assert result["clip"]["crop"] == 64 and result["clip"]["spatial_crops"] == defaults.get("spatial_crops", 1)

@@ -29,7 +29,8 @@ from pathlib import Path
 from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig, ManifestError
 from tvts_train.eval.datasets import ADAPTERS, iter_splits, read_dataset, write_manifest
 from tvts_train.eval.features import resolve_video_config
-from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, run_protocol
+from tvts_train.eval.pictures import write_pictures
+from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, paper_reference, run_protocol
 from tvts_train.model import CheckpointMismatch
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if dataset is not None:
         result["dataset"] = dataset
+        result["paper"] = paper_reference(protocol.name, dataset["name"])  # that dataset's number
     return emit_result(result, args.out)
 
 
@@ -175,12 +177,13 @@ def run_manifest_command(args: argparse.Namespace) -> int:
 
 
 def emit_result(result: dict, out: Path | None) -> int:
-    """Print the JSON result (the command's output) and write it to ``out`` when given."""
+    """Print the JSON result (the command's output); with ``out``, write it there and its pictures beside it."""
     text = json.dumps(result, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
-        log.info("wrote %s", out)
+        pictures = write_pictures(result, out)
+        log.info("wrote %s%s", out, "".join(f", {p.name}" for p in pictures))
     print(text)
     return 0
 

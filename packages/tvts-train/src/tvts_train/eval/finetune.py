@@ -60,7 +60,7 @@ from tvts_train.eval.clips import (
     try_decode,
 )
 from tvts_train.eval.features import default_device, load_video_encoder
-from tvts_train.eval.linear_probe import topk_accuracy
+from tvts_train.eval.linear_probe import confusion_matrix, topk_accuracy
 from tvts_train.model import VideoViT
 
 ensure_torchvision_importable()  # timm and torchvision.transforms import torchvision
@@ -259,6 +259,12 @@ def _autocast(device: torch.device) -> torch.autocast:
 def evaluate(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConfig, device: torch.device,
              skipped: dict[str, str], batch_size: int = 8, num_workers: int = 0) -> dict[str, float]:
     """Top-1/top-5 of the view-averaged softmax scores; undecodable videos go to ``skipped``."""
+    return topk_accuracy(*class_scores(model, videos, clip, device, skipped, batch_size, num_workers))
+
+
+def class_scores(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConfig, device: torch.device,
+                 skipped: dict[str, str], batch_size: int = 8, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """View-averaged softmax scores ``(N, classes)`` and labels ``(N,)`` of the decodable videos."""
     model.eval()
     loader = DataLoader(ClipDataset(videos, clip), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=collate_clips)
@@ -279,7 +285,7 @@ def evaluate(model: VideoClassifier, videos: list[LabelledVideo], clip: ClipConf
     if not scores:
         raise RuntimeError(f"none of the {len(videos)} evaluation videos could be decoded "
                            f"(first error: {next(iter(skipped.values()))})")
-    return topk_accuracy(torch.cat(scores), torch.cat(labels))
+    return torch.cat(scores), torch.cat(labels)
 
 
 def _train_epoch(model: VideoClassifier, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -371,14 +377,17 @@ def finetune(
                                            num_workers)["top1"]
         log.info("fine-tune epoch %d/%d: %s", epoch + 1, cfg.epochs, record)
         history.append(record)
-    metrics = evaluate(model, held_out, clip, device, eval_skipped, eval_batch_size, num_workers)
+    scores, labels = class_scores(model, held_out, clip, device, eval_skipped, eval_batch_size, num_workers)
+    metrics = topk_accuracy(scores, labels)
     history[-1]["eval_top1"] = metrics["top1"]
     log.info("fine-tuned: %s on %d x %d views of %s", metrics, clip.temporal_views, clip.spatial_crops, eval_split)
     if output is not None:
         save_classifier(model, manifest.classes, cfg, output)
     videos = {"train": _counts(len(train), train_skipped), eval_split: _counts(len(held_out), eval_skipped),
               "classes": len(manifest.classes)}
-    return {"metrics": metrics, "history": history, "videos": videos}
+    confusion = {"classes": list(manifest.classes), "rows": "true class", "columns": "predicted class",
+                 "matrix": confusion_matrix(scores, labels, len(manifest.classes))}
+    return {"metrics": metrics, "history": history, "videos": videos, "confusion": confusion}
 
 
 # ----------------------------------------------------------------------------- saving

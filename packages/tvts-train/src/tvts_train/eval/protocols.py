@@ -22,7 +22,7 @@ from tvts_train.eval import finetune as ft
 from tvts_train.eval import text_retrieval as tr
 from tvts_train.eval.features import EncodedVideos, default_device, encode_videos, load_video_encoder
 from tvts_train.eval.linear_probe import ProbeConfig, fit_and_score
-from tvts_train.eval.retrieval import video_to_video_recall
+from tvts_train.eval.retrieval import nearest_examples, video_to_video_recall
 from tvts_train.model import VideoViT
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,13 @@ def _retrieval_options(args: argparse.Namespace) -> RetrievalOptions:
 
 def run_retrieval(request: EvalRequest, options: RetrievalOptions) -> dict[str, Any]:
     encoder = load_video_encoder(request.encoder, request.config, num_frames=request.clip.frames)
-    encoded = _encode_split(request, encoder, read_manifest(request.manifest), options.split)
+    manifest = read_manifest(request.manifest)
+    encoded = _encode_split(request, encoder, manifest, options.split)
     device = torch.device(request.device) if request.device else default_device()
     # On a GPU the all-vs-all similarity (25k x 25k x 768 for SSV2) takes seconds instead of minutes.
     metrics = video_to_video_recall(encoded.features.to(device), encoded.labels, options.ks, options.chunk_size)
-    return {"metrics": metrics, "videos": _video_counts(encoded)}
+    examples = nearest_examples(encoded.features, encoded.labels, manifest.classes, encoded.paths)
+    return {"metrics": metrics, "videos": _video_counts(encoded), "examples": examples}
 
 
 # ----------------------------------------------------------------------------- linear probe
@@ -182,6 +184,30 @@ PROTOCOLS: dict[str, Protocol] = {
         clip_defaults={"frames": 4},
     ),
 }
+
+
+# The paper's number for each (protocol, dataset adapter): Tables 1, 4, 5, 6 and 7 (fractions).
+PAPER_BY_DATASET: dict[tuple[str, str], dict[str, Any]] = {
+    ("retrieval", "ssv2"): {"R@1": 0.147, "R@5": 0.384, "R@10": 0.505, "source": "Table 4"},
+    ("linear-probe", "ssv2"): {"top1": 0.315, "source": "Table 4"},
+    ("linear-probe", "ucf101"): {"top1": 0.834, "source": "Table 1"},
+    ("linear-probe", "hmdb51"): {"top1": 0.584, "source": "Table 1"},
+    ("finetune", "ssv2"): {"top1": 0.685, "source": "Tables 2, 5"},
+    ("finetune", "k400"): {"top1": 0.788, "source": "Tables 2, 5"},
+    ("finetune", "ucf101"): {"top1": 0.951, "source": "Table 7"},
+    ("finetune", "hmdb51"): {"top1": 0.705, "source": "Table 7"},
+    ("text-retrieval", "msrvtt"): {"R@1": 0.346, "MedR": 3, "source": "Table 6"},
+    ("text-retrieval", "didemo"): {"R@1": 0.324, "MedR": 3, "source": "Table 6"},
+    ("text-retrieval", "msvd"): {"R@1": 0.459, "MedR": 2, "source": "Table 6"},
+    ("text-retrieval", "lsmdc"): {"R@1": 0.172, "MedR": 17, "source": "Table 6"},
+}
+
+
+def paper_reference(protocol: str, dataset: str | None) -> dict[str, Any]:
+    """The paper's number for this protocol on this dataset (the protocol's default without a dataset)."""
+    if dataset is not None and (protocol, dataset) in PAPER_BY_DATASET:
+        return {"dataset": dataset, **PAPER_BY_DATASET[(protocol, dataset)]}
+    return PROTOCOLS[protocol].reference
 
 
 def run_protocol(name: str, request: EvalRequest, options: Any | None = None) -> dict[str, Any]:

@@ -51,3 +51,28 @@ def video_to_video_recall(
         for i, k in enumerate(ks):
             found[i] += hits[:, :min(k, k_max)].any(dim=1).sum()
     return {f"R@{k}": (found[i] / N).item() for i, k in enumerate(ks)}
+
+
+def nearest_examples(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    names: Sequence[str],
+    paths: Sequence[str],
+    queries: int = 6,
+    k: int = 5,
+) -> list[dict]:
+    """``queries`` queries spread over the set, each with its ``k`` most similar other videos (for the
+    retrieval picture): ``{"query", "label", "neighbours": [{"path", "label", "similarity", "right"}]}``."""
+    N = features.shape[0]
+    x = F.normalize(features.float(), dim=1)
+    picks = sorted({round(i * (N - 1) / max(queries - 1, 1)) for i in range(min(queries, N))})
+    out = []
+    for q in picks:
+        sims = x @ x[q]  # (N,)
+        sims[q] = float("-inf")
+        top = sims.topk(min(k, N - 1))
+        out.append({"query": paths[q], "label": names[int(labels[q])],
+                    "neighbours": [{"path": paths[j], "label": names[int(labels[j])], "similarity": float(s),
+                                    "right": bool(labels[j] == labels[q])}
+                                   for s, j in zip(top.values.tolist(), top.indices.tolist())]})
+    return out
