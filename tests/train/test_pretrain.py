@@ -166,22 +166,41 @@ def test_deepspeed_json_auto_values_and_cpu_precision(caplog):
     assert ds["bf16"]["enabled"] is False and "bf16 requested on CPU" in caplog.text
     assert resolve_ds_config(raw, cfg, on_cpu=True, allow_cpu_bf16=True)["bf16"]["enabled"] is True
     assert resolve_ds_config(raw, cfg, on_cpu=False, allow_cpu_bf16=False)["bf16"]["enabled"] is True
-    explicit = resolve_ds_config({"train_micro_batch_size_per_gpu": 24, "zero_optimization": {"stage": 1}}, cfg,
-                                 on_cpu=False, allow_cpu_bf16=False)
-    assert explicit["train_micro_batch_size_per_gpu"] == 24 and explicit["zero_optimization"]["stage"] == 1
+    explicit = resolve_ds_config({"train_micro_batch_size_per_gpu": cfg.data.batch_size, "zero_optimization": {"stage": 1}},
+                                 cfg, on_cpu=False, allow_cpu_bf16=False)
+    assert explicit["train_micro_batch_size_per_gpu"] == cfg.data.batch_size and explicit["zero_optimization"]["stage"] == 1
+    with pytest.raises(ValueError, match='train_micro_batch_size_per_gpu=24 but the experiment config says 4: write "auto"'):
+        resolve_ds_config({"train_micro_batch_size_per_gpu": 24}, cfg, on_cpu=False, allow_cpu_bf16=False)
     with pytest.raises(ValueError, match="optimizer"):
         resolve_ds_config({"optimizer": {"type": "AdamW"}}, cfg, on_cpu=True, allow_cpu_bf16=False)
 
 
 def test_shipped_deepspeed_configs_resolve():
-    cfg = load_config("vit-b16-paper")
+    cfg = load_config("vit-b16-paper", {"data.batch_size": 96, "train.grad_accum": 2})
     stages = {}
     for path in sorted((REPO / "infra" / "deepspeed").glob("*.json")):
         import json
 
         ds = resolve_ds_config(json.loads(path.read_text()), cfg, on_cpu=False, allow_cpu_bf16=False)
         stages[path.stem] = ds["zero_optimization"]["stage"]
+        # the preset and --set decide the batch; GPU configs accumulate and reduce gradients in fp32
+        assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (96, 2), path.name
+        if ds["bf16"]["enabled"]:
+            assert ds["data_types"]["grad_accum_dtype"] == "fp32" and ds["communication_data_type"] == "fp32"
     assert stages == {"cpu-zero0": 0, "cpu-zero2": 2, "zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
+
+
+def test_small_contrastive_batch_is_warned(caplog):
+    from tvts_train.train import warn_small_contrastive_batch
+
+    cfg = load_config("vit-b16-paper")
+    with caplog.at_level(logging.WARNING):
+        assert warn_small_contrastive_batch(cfg, 24, 8) == 192  # 8 GPUs x 24: accumulation would not help
+    assert "fewer than the recipe's model.contrastive_batch=768" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert warn_small_contrastive_batch(cfg, 96, 8) == 768
+    assert not caplog.text
 
 
 def test_lr_schedules():

@@ -95,6 +95,9 @@ class ModelConfig:
     objective: Objective = "both"  # Table 2 ablations: base only / sort only / both
     mask_ratio: float = 0.75  # share of patches dropped per temporal slot during pre-training
     gather_negatives: bool = True  # InfoNCE negatives from every data-parallel rank
+    # The InfoNCE batch the recipe was designed for (paper: 768 = 24 clips x 32 GPUs); a run whose
+    # micro-batch x world size is smaller is warned (accumulation adds no negatives). None: no check.
+    contrastive_batch: int | None = None
     # The gradient of L_base across W ranks: "exact" (of the loss on the global batch) or "reference"
     # (the authors' code: about L_base / W next to the full L_sort; docs/differences.md).
     base_grad_scale: Literal["exact", "reference"] = "exact"

@@ -318,11 +318,20 @@ def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator)
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and 1/std in uint8 units on ``device``, made once: building them per batch would copy from
+    the host (and wait for the device) at every step."""
+    mean = torch.tensor(IMAGENET_MEAN).mul(255.0).view(1, 3, 1, 1, 1).to(device)
+    inv_std = (1.0 / torch.tensor(IMAGENET_STD).mul(255.0)).view(1, 3, 1, 1, 1).to(device)
+    return mean, inv_std
+
+
 def normalize_video(video: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(B, 3, T, H, W) uint8 RGB -> ImageNet-normalised `dtype`, computed where the tensor lives."""
-    mean = torch.tensor(IMAGENET_MEAN, device=video.device).mul(255.0).view(1, 3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=video.device).mul(255.0).view(1, 3, 1, 1, 1)
-    return ((video.float() - mean) / std).to(dtype)
+    mean, inv_std = _imagenet_stats(video.device)
+    out = video.float()  # a new tensor: the in-place ops below never touch the caller's
+    return out.sub_(mean).mul_(inv_std).to(dtype)
 
 
 def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[str, Any]:

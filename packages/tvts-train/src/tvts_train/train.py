@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MODEL_KEYS = ("video", "input_ids", "attention_mask", "order")
 METRICS = ("loss", "loss_base", "loss_sort", "sort_acc", "sort_acc_all")
 CSV_FIELDS = ("step", "epoch", *METRICS, "lr", "samples_per_s", "data_wait_s", "step_time_s",
-              "samples", "skipped_samples", "skipped_units", "bad_files")
+              "samples", "skipped_samples", "skipped_units", "bad_files", "skipped_steps")
 FAULT_NAN_ENV = "TVTS_FAULT_NAN_AT_STEP"  # test-only, see the module docstring
 FAULT_BLOWUP_ENV = "TVTS_FAULT_BLOWUP_AT_STEP"  # test-only, see the module docstring
 
@@ -177,8 +177,10 @@ def resolve_ds_config(raw: dict[str, Any], cfg: ExperimentConfig, on_cpu: bool, 
     for key, value in auto.items():
         if ds.get(key, "auto") == "auto":
             ds[key] = value
-        elif ds[key] != value:
-            log.info("DeepSpeed JSON sets %s=%s; the config's %s is not used", key, ds[key], value)
+        elif ds[key] != value and not (key == "gradient_clipping" and not cfg.optim.grad_clip):
+            # Two sources for one number: the run would silently not be what --set or the preset says.
+            raise RunSetupError(f"DeepSpeed JSON sets {key}={ds[key]} but the experiment config says {value}: "
+                                f'write "auto" in the JSON (the shipped ones do) or make the two agree')
     if ds.get("train_batch_size") == "auto":
         del ds["train_batch_size"]  # DeepSpeed derives it from micro batch x accumulation x world size
     zero = ds.setdefault("zero_optimization", {})
@@ -450,19 +452,36 @@ def pretrain(cfg: ExperimentConfig, opts: RunOptions) -> RunResult:
             checkpoint.set_rng_state(state["rng"])  # last: nothing may draw numbers after this
     log.info("rank %d/%d ready on %s in %.1f s (start step %d)", env.rank, env.world_size, env.device,
              time.perf_counter() - t_init, start)
+    warn_small_contrastive_batch(cfg, engine.train_micro_batch_size_per_gpu(), env.world_size)
     step = train_loop(cfg, opts, env, engine, loader, ds, start)
     log.info("rank %d loader counters: %s", env.rank, loader.counters())
     return finish(cfg, env, run, ckpt_dir, step)
 
 
+def warn_small_contrastive_batch(cfg: ExperimentConfig, micro_batch: int, world_size: int) -> int:
+    """InfoNCE's negatives come from one micro-batch of every rank: gradient accumulation adds none.
+    Warn when that is fewer than the recipe's ``model.contrastive_batch``; returns the number."""
+    negatives = micro_batch * world_size if cfg.model.gather_negatives else micro_batch
+    wanted = cfg.model.contrastive_batch
+    if wanted and negatives < wanted:
+        log.warning("InfoNCE compares each clip with %d (micro-batch %d x %d ranks), fewer than the recipe's "
+                    "model.contrastive_batch=%d: gradient accumulation does not add negatives. Raise "
+                    "data.batch_size (bf16 activations take ~182 MiB a clip) or use more GPUs",
+                    negatives, micro_batch, world_size if cfg.model.gather_negatives else 1, wanted)
+    return negatives
+
+
 @dataclass
 class LogWindow:
-    """Sums over the steps since the last log line."""
+    """Sums over the steps since the last log line (the metric sums stay on the training device)."""
 
-    metrics: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(len(METRICS)))
+    metrics: torch.Tensor | None = None
     steps: int = 0
     wait: float = 0.0  # seconds spent waiting for batches
     seconds: float = 0.0  # wall time of the steps
+
+    def add(self, values: torch.Tensor) -> None:
+        self.metrics = values if self.metrics is None else self.metrics + values
 
 
 def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: Any, loader: Any,
@@ -476,7 +495,7 @@ def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: An
     fault_at, batches, window = _fault_step(FAULT_NAN_ENV), iter(loader), LogWindow()
     fault_blowup = _fault_step(FAULT_BLOWUP_ENV)
     engine.train()
-    step = start
+    step, skipped = start, 0
     try:
         while step < end:
             t0 = time.perf_counter()
@@ -493,14 +512,22 @@ def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: An
                                              f"Last good checkpoint: {checkpoint.latest_tag(ckpt_dir)}")
                 engine.backward(loss)
                 engine.step()  # DeepSpeed updates the weights only at the accumulation boundary
-                window.metrics += torch.stack([out[k].detach().float() for k in METRICS]).cpu() / accum
+                # kept on the device: moved to the host once per log line, not at every micro-step
+                window.add(torch.stack([out[k].detach().float() for k in METRICS]) / accum)
             step += 1
             window.steps += 1
             window.seconds += time.perf_counter() - t0
             sink.advance()
 
             if step % tc.log_every == 0 or step == end:
-                sink.write(_log_row(step, window, lr, global_batch, loader, env.device))
+                row = _log_row(step, window, lr, global_batch, loader, env.device)
+                # DeepSpeed skips an update whose gradients overflowed (fp16/bf16 loss scaling) without
+                # stepping the schedule: count it where people look, and say so when it happens.
+                row["skipped_steps"] = int(getattr(engine, "skipped_steps", 0) or 0)
+                if row["skipped_steps"] > skipped:
+                    log.warning("DeepSpeed skipped %d optimizer steps (overflow) by step %d", row["skipped_steps"], step)
+                skipped = row["skipped_steps"]
+                sink.write(row)
                 window = LogWindow()
             if fault_blowup == step:  # test hook: weights blow up while the loss was still finite
                 with torch.no_grad():
@@ -519,7 +546,7 @@ def _log_row(step: int, window: LogWindow, lr: float, global_batch: int, loader:
              device: torch.device) -> dict[str, Any]:
     """One metrics row: window means, averaged over ranks (a collective: every rank calls it)."""
     n = window.steps
-    metrics = mean_over_ranks(window.metrics / n, device).tolist()
+    metrics = mean_over_ranks(window.metrics / n, device).tolist()  # the one host sync of the log window
     counters = loader.counters()
     # Every rank scans the same file list: its unreadable files are counted once, not once per rank.
     totals = sum_over_ranks({k: v for k, v in counters.items() if k not in ("epoch", "bad_files")}, device)
