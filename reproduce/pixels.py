@@ -28,7 +28,8 @@ def time_averaged_pixels(paths: list[Path], clip: ClipConfig) -> torch.Tensor:
     return torch.stack(feats)
 
 
-def pixel_probe(manifest_path: Path, epochs: int, frames: int = 8, size: int = 64) -> dict[str, Any]:
+def pixel_probe(manifest_path: Path, epochs: int, lr: float = 1e-3, batch_size: int = 256, frames: int = 8,
+                size: int = 64) -> dict[str, Any]:
     """Probe result in the shape of ``tvts-train eval linear-probe``'s JSON (metrics, confusion)."""
     manifest = read_manifest(manifest_path)
     clip = ClipConfig(frames=frames, short_side=size, crop=size)
@@ -39,7 +40,7 @@ def pixel_probe(manifest_path: Path, epochs: int, frames: int = 8, size: int = 6
     yva = torch.tensor([v.label for v in val])
     mean, std = xtr.mean(0), xtr.std(0).clamp(min=1e-6)  # standardised: the probe assumes normed inputs
     outcome = fit_and_score((xtr - mean) / std, ytr, (xva - mean) / std, yva, len(manifest.classes),
-                            ProbeConfig(epochs=epochs))
+                            ProbeConfig(epochs=epochs, lr=lr, batch_size=batch_size))
     return {"protocol": "linear-probe on time-averaged pixels", "metrics": outcome.metrics,
             "confusion": {"classes": list(manifest.classes), "rows": "true class", "columns": "predicted class",
                           "matrix": outcome.confusion}}

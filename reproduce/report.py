@@ -191,6 +191,7 @@ def plot(report: dict[str, Any], table: dict[str, dict[str, Any]], folder: Path)
     paths = [folder / "training.png", folder / "controls.png", folder / "downstream.png"]
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    colors = {key: plt.get_cmap("tab10")(i) for i, key in enumerate(OBJECTIVES)}  # one colour per objective
     for key in names:
         curves = [r["training"] for r in report["runs"].values() if r["objective"] == key and r["training"]]
         if not curves:
@@ -200,13 +201,14 @@ def plot(report: dict[str, Any], table: dict[str, dict[str, Any]], folder: Path)
         for ax, metric in zip(axes, ("loss_base", "loss_sort", "sort_acc")):
             ys = [statistics.fmean(c[i][metric] for c in curves) for i in range(n)]
             if not all(math.isnan(y) for y in ys):
-                ax.plot(steps, ys, label=OBJECTIVES[key].label)
-    for ax, title in zip(axes, ("L_base (contrastive)", "L_sort", "sort accuracy (train, per transcript)")):
-        ax.set_title(title)
+                ax.plot(steps, ys, label=OBJECTIVES[key].label, color=colors[key])
+    for ax, title in zip(axes, ("L_base (contrastive; reported, not trained, for M_sort)", "L_sort",
+                                "sort accuracy (train, per transcript)")):
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     axes[2].axhline(0.25, color="grey", ls="--", lw=1)
-    axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
