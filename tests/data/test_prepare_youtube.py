@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ffmpeg
 import pyarrow.parquet as pq
 import pytest
 
@@ -31,7 +32,8 @@ def info_dict(srv: LoopbackServer, vid: str, video: Path, caption: Path | None, 
         c = srv.add(f"/{vid}/c.json3", caption.read_bytes(), "application/json", caption_rule)
         captions = {"en-orig": [{"ext": "json3", "url": c}]}
     return {"id": vid, "extractor": "youtube", "extractor_key": "Youtube", "title": vid,
-            "webpage_url": f"https://www.youtube.com/watch?v={vid}", "duration": 20, "language": "en",
+            "webpage_url": f"https://www.youtube.com/watch?v={vid}", "language": "en",
+            "duration": round(float(ffmpeg.probe(str(video))["format"]["duration"])),  # whole seconds, as YouTube
             "formats": [{"format_id": "18", "url": v, "ext": "mp4", "protocol": "http", "vcodec": "avc1.42c00d",
                          "acodec": "mp4a.40.2", "height": 240, "width": 320}],
             "automatic_captions": captions}
@@ -63,7 +65,7 @@ def test_download_words_windows_frames_and_ledger(youtube, tmp_path, ray_session
     final = latest_status(result.corpus)
     downloads = {r["video_id"]: r for r in read_ledger(result.corpus, "download")}
 
-    assert final[ids["good"]]["stage"] == "frames" and final[ids["good"]]["status"] == "ok"
+    assert final[ids["good"]]["stage"] == "frames" and final[ids["good"]]["status"] == "ok", final[ids["good"]]
     assert downloads[ids["429"]]["status"] == "ok" and downloads[ids["429"]]["attempts"] == 2
     assert downloads[ids["gone"]]["status"] == "error"
     assert not json.loads(downloads[ids["gone"]]["details"])["retryable"]

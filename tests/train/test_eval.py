@@ -236,7 +236,8 @@ def test_unreadable_videos_are_skipped_counted_and_logged(videos, tmp_path, capl
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:
     if path.suffix == ".csv":
-        lines = ["video_path,label,split"] + [f"{r['video_path']},{r['label']},{r['split']}" for r in rows]
+        columns = list(dict.fromkeys(key for r in rows for key in r))
+        lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]
         path.write_text("\n".join(lines) + "\n")
     elif path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -389,7 +390,7 @@ def test_eval_cli_bad_inputs_end_in_one_line_and_exit_2(videos, tmp_path, caplog
     cases = [(["--frames", "3"], "--frames 3 does not tile into the encoder's tubelets of 2"),
              (["--crop", "32"], "--crop 32 does not match the encoder's 64 px"),
              ([], "row 0: missing ['label']"),
-             (["--encoder", str(tmp_path / "nowhere")], "no encoder file")]
+             (["--encoder", str(tmp_path / "nowhere")], "expected a .safetensors file or a run folder")]
     for extra, message in cases:
         caplog.clear()
         with caplog.at_level(logging.ERROR):

@@ -7,10 +7,11 @@ Error kinds (the ``error_kind`` of the ledger row that ends the video):
 - ``video_unreadable``: the video file cannot be opened or decoded. Cases: ``corrupt`` (random
   bytes named .mp4), ``zero_bytes`` (empty file), ``truncated_moov_at_end`` (an mp4 with its index at
   the end, cut at 40%: no index, nothing decodes).
-- ``video_unreadable|ok``: ``truncated`` is a web-style mp4 (index first) cut at 40%. Its index still
-  promises the full length, so probing succeeds and the first 40% decodes; a builder may reject it
-  when a frame past the cut fails, or keep it if it only reads frames that exist. Both are right; an
-  internal error is not.
+- ``video_unreadable|window_outside_frames|ok``: ``truncated`` is a web-style mp4 (index first) cut
+  at 40%. Its index still promises the full length, so probing succeeds and the first 40% decodes; a
+  builder may reject it when a frame past the cut fails, drop every window that reaches past the last
+  decodable frame (``window_outside_frames``, when no window fits before the cut), or keep the windows
+  that do fit. All are right; a window of frozen frames past the cut, or an internal error, is not.
 - ``no_video_stream``: ``audio_only``, an mp4 holding only an AAC track.
 - ``captions_malformed``: ``malformed_captions``, a json3 file cut short (invalid JSON).
 - ``captions_empty``: ``empty_captions``, a json3 file with an empty ``events`` list.
@@ -110,7 +111,7 @@ def _good_videos(b: _Builder) -> None:
     vid = b.new_id("good_a", "ok")
     captions = write_json3(b.narrated(vid, b.good_seconds, faststart=True))
     b.caption(vid, captions)
-    _truncated_copy(b, vid, "truncated", "video_unreadable|ok", captions)
+    _truncated_copy(b, vid, "truncated", "video_unreadable|window_outside_frames|ok", captions)
     vid = b.new_id("good_b", "ok")
     b.caption(vid, write_vtt_auto(b.narrated(vid, b.good_seconds)), ".en.vtt")
 
