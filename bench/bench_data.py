@@ -7,6 +7,9 @@
    host and with Ray confined to one core per worker (see `bench_ray_scaling`).
 3. Shard format: Parquet with a binary column vs a WebDataset-style tar of the same rows: bytes,
    write and read throughput (why the corpus uses Parquet).
+4. Storage bill (``storage``): bytes per window and per source minute for the default settings on
+   camera-like footage (:class:`CameraScene`), against the source videos, and the effect of each lever
+   (candidates, short side, JPEG quality, window stride) on size, build time and loader decode speed.
 Writes JSON with the machine, the date and the ratios.
 """
 
@@ -39,7 +42,8 @@ from tvts_data.media import FrameReader
 from tvts_data.schema import SHARD, SOURCES, WORDS
 from tvts_data.stages.frames import candidate_times, decode_video_windows
 from tvts_data.stages.windows import cut_windows
-from tvts_data.synth.video import render_video
+from tvts_data.storage import YT_TEMPORAL_VIDEOS, StorageBill
+from tvts_data.synth.video import CameraScene, render_video
 
 log = logging.getLogger("bench_data")
 
@@ -50,14 +54,17 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def make_videos(root: Path, n: int, seconds: float) -> list[dict]:
-    """Rendered videos with a word every 0.4 s: windows rows are cut from them exactly as in prepare."""
+def make_videos(root: Path, n: int, seconds: float, camera: bool = False) -> list[dict]:
+    """Rendered 640x360 videos (YouTube's 360p, the default download cap) with a word every 0.4 s
+    (continuous speech): windows rows are cut from them exactly as in prepare. ``camera``: camera-like
+    footage instead of shapes on a gradient."""
     rows = []
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         vid = f"bench{i:06d}"
         path = root / f"{vid}.mp4"
-        render_video(path, seconds=seconds, fps=25, size=(640, 360), seed=i)
+        render_video(path, seconds=seconds, fps=25, size=(640, 360), seed=i,
+                     scene=CameraScene(640, 360, seed=i) if camera else None)
         words = [{"text": f"w{j}", "start": j * 0.4, "end": j * 0.4 + 0.3} for j in range(int(seconds / 0.4) - 1)]
         rows.append({"video_id": vid, "video_path": str(path), "duration": seconds, "language": "en",
                      "timing": "word", "source_format": "bench", "words": words})
@@ -201,22 +208,104 @@ def bench_shard_format(rows: list[dict], tmp: Path) -> dict:
             "frames": n}
 
 
+STORAGE_LEVERS: list[tuple[str, dict[str, dict[str, Any]]]] = [
+    ("default", {}),
+    ("candidates=1", {"frames": {"candidates": 1}}),
+    ("short_side=224", {"frames": {"short_side": 224}}),
+    ("short_side=160", {"frames": {"short_side": 160}}),
+    ("short_side=128", {"frames": {"short_side": 128}}),
+    ("jpeg_quality=75", {"frames": {"jpeg_quality": 75}}),
+    ("jpeg_quality=60", {"frames": {"jpeg_quality": 60}}),
+    ("stride=20", {"windows": {"stride": 20.0}}),
+    ("candidates=1,short_side=224,jpeg_quality=75",
+     {"frames": {"candidates": 1, "short_side": 224, "jpeg_quality": 75}}),
+]
+
+
+def overlap_saving(windows_by_video: list[list[dict]], cfg: FramesConfig) -> float:
+    """Share of stored frames a video-level frame grid would save: frames sampled once per video at the
+    windows' mean density over the union of their spans, each window pointing into the grid, instead
+    of segments x candidates frames per window (overlapping windows store the same moments twice)."""
+    stored = grid = 0.0
+    for group in windows_by_video:
+        spans = sorted((w["starts"][0], w["ends"][-1]) for w in group)
+        n = cfg.segments * cfg.candidates
+        density = np.mean([n / (b - a) for a, b in spans])
+        union, (lo, hi) = 0.0, spans[0]
+        for a, b in spans[1:]:
+            if a > hi:
+                union, lo = union + hi - lo, a
+            hi = max(hi, b)
+        union += hi - lo
+        stored += n * len(group)
+        grid += density * union
+    return 1.0 - grid / stored
+
+
+def bench_storage(words_rows: list[dict], tmp: Path) -> dict:
+    """Each lever on the same camera-like videos: shard bytes, build (frames stage) time on one core,
+    and the loader's decode speed (one JPEG per segment per window, as `tvts-train` reads them)."""
+    from tvts_train.data import decode_frame, pick_decoder
+
+    decoder = pick_decoder()
+    source_bytes = sum(Path(r["video_path"]).stat().st_size for r in words_rows)
+    source_seconds = sum(r["duration"] for r in words_rows)
+    levers = {}
+    for name, overrides in STORAGE_LEVERS:
+        cfg = load_prepare_config(None, [f"{section}.{k}={v}" for section, kv in overrides.items()
+                                         for k, v in kv.items()])
+        windows = [cut_windows(r, cfg.windows)[0] for r in words_rows]
+        t0 = time.perf_counter()
+        rows = [row for group in windows for row in decode_video_windows(group, cfg.frames)[0]]
+        build_s = time.perf_counter() - t0
+        path = tmp / f"storage-{len(levers)}.parquet"
+        write_rows(rows, path, SHARD, row_group_size=cfg.write.row_group_windows)
+        t0 = time.perf_counter()
+        for r in rows:  # the loader's middle candidate of every segment
+            for i in range(cfg.frames.candidates // 2, len(r["frames"]), cfg.frames.candidates):
+                decode_frame(r["frames"][i], r["frame_format"], r["height"], r["width"], decoder)
+        load_s = time.perf_counter() - t0
+        bill = StorageBill(videos=len(words_rows), windows=len(rows), shard_bytes=path.stat().st_size,
+                           source_seconds=source_seconds, source_bytes=source_bytes)
+        levers[name] = {"windows": len(rows), "frame_size": [rows[0]["height"], rows[0]["width"]],
+                        "bytes_per_window": bill.bytes_per_window,
+                        "bytes_per_source_minute": bill.bytes_per_source_minute,
+                        "ratio_to_source": bill.ratio_to_source,
+                        "build_windows_per_s_per_core": len(rows) / build_s,
+                        "loader_windows_per_s_per_core": len(rows) / load_s,
+                        "yt_temporal_projection": bill.project(YT_TEMPORAL_VIDEOS),
+                        "overlap_saving_estimate": float(overlap_saving(windows, cfg.frames))}
+        path.unlink()
+    base = levers["default"]
+    for v in levers.values():
+        v["size_vs_default"] = v["bytes_per_source_minute"] / base["bytes_per_source_minute"]
+        v["build_speed_vs_default"] = v["build_windows_per_s_per_core"] / base["build_windows_per_s_per_core"]
+        v["loader_speed_vs_default"] = v["loader_windows_per_s_per_core"] / base["loader_windows_per_s_per_core"]
+    return {"content": "CameraScene: pan/zoom over 1/f textures, a cut every 6 s, sensor grain; 640x360 "
+                       "H.264 crf 18 (libx264 veryfast); a word every 0.4 s",
+            "source_bytes_per_minute": source_bytes / (source_seconds / 60), "loader_decoder": decoder,
+            "levers": levers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/data.json")
     ap.add_argument("--videos", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeats", type=int, default=3, help="Ray runs per worker count (median reported)")
-    ap.add_argument("--sections", default="frames,decoders,format,ray",
-                    help="comma-separated subset of frames,decoders,format,ray")
+    ap.add_argument("--sections", default="frames,decoders,format,ray,storage",
+                    help="comma-separated subset of frames,decoders,format,ray,storage")
+    ap.add_argument("--storage-videos", type=int, default=3, help="camera-like videos for the storage section")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = load_prepare_config(None)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        log.info("rendering %d videos of %.0f s", args.videos, args.seconds)
-        words_rows = make_videos(tmp / "videos", args.videos, args.seconds)
+        words_rows: list[dict] = []
+        if sections - {"storage"}:
+            log.info("rendering %d videos of %.0f s", args.videos, args.seconds)
+            words_rows = make_videos(tmp / "videos", args.videos, args.seconds)
         windows = [cut_windows(r, cfg.windows)[0] for r in words_rows]
         result: dict[str, Any] = {"machine": machine(), "config": {"videos": args.videos, "seconds": args.seconds,
                                                                    "frames": cfg.frames.__dict__}}
@@ -234,6 +323,10 @@ def main() -> None:
             log.info("Ray 1 vs 2 workers")
             corpus = corpus_with_windows(tmp / "corpus", words_rows, cfg.windows)
             result["ray_workers"] = bench_ray_scaling(corpus, args.repeats)
+        if "storage" in sections:
+            log.info("storage bill: rendering %d camera-like videos of %.0f s", args.storage_videos, args.seconds)
+            camera_rows = make_videos(tmp / "camera", args.storage_videos, args.seconds, camera=True)
+            result["storage"] = bench_storage(camera_rows, tmp)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     log.info("wrote %s: %s", args.out, {k: v for k, v in result.items() if k not in ("machine", "config")})

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from PIL import Image
 
 from tvts_data.captions import Word, write_json3
 from tvts_data.cli import main
 from tvts_data.config import ConfigError, load_prepare_config
+from tvts_data.corpus import Corpus
+from tvts_data.storage import measure_corpus
 from tvts_data.runner import prepare
 import pytest
 
@@ -50,11 +53,26 @@ def test_inspect_writes_a_contact_sheet(tmp_path):
     src = make_sample_corpus(tmp_path / "src", n_videos=1, seconds=(16, 16), seed=5, formats=("json3",))
     cfg = load_prepare_config(None, ["run.engine=local", "windows.K=3", "windows.lengths=[3.0]", "windows.stride=3"])
     prepare(src.root, tmp_path / "c", cfg)
-    out = subprocess.run([sys.executable, "-m", "tvts_data.cli", "inspect", str(tmp_path / "c")],
+    out = subprocess.run([sys.executable, "-m", "tvts_data.cli", "inspect", str(tmp_path / "c"),
+                          "--project-videos", "1000", "--minutes-per-video", "2"],
                          capture_output=True, text=True, check=True).stdout
     assert "windows in shards" in out and "contact sheet" in out
     sheet = Image.open(tmp_path / "c" / "contact_sheet.png")
     assert sheet.width == 1280 and sheet.height > 100
+
+    # the storage bill: what the shards and the source video weigh, and the projection
+    bill = measure_corpus(Corpus(tmp_path / "c"))
+    shards = list((tmp_path / "c" / "shards").glob("shard-*.parquet"))
+    windows = sum(pq.read_metadata(p).num_rows for p in shards)
+    assert bill.windows == windows > 0 and bill.videos == 1
+    assert bill.shard_bytes == sum(p.stat().st_size for p in shards)
+    assert bill.source_bytes == src.videos[0].video_path.stat().st_size
+    assert bill.source_seconds == pytest.approx(src.videos[0].duration, abs=0.1)
+    projection = bill.project(1000, minutes_per_video=2)
+    assert projection["windows"] == pytest.approx(1000 * 2 * bill.windows_per_source_minute)
+    assert projection["shard_bytes"] == pytest.approx(1000 * 2 * bill.bytes_per_source_minute)
+    assert "projection for 1,000 videos of 2.0 min (given)" in out
+    assert f"{bill.ratio_to_source:.1f}x the videos they come from" in out
 
 
 def test_unknown_config_key_is_named(tmp_path):

@@ -284,3 +284,22 @@ def test_bad_captions_are_broken_the_way_they_claim(bad):
     for name in ("good_a", "too_short", "truncated"):
         assert parse_caption_file(json3[name]).words
     assert len(parse_caption_file(root / f"{cases['good_b']}.en.vtt").words) > 20
+
+
+def test_camera_scene_has_the_detail_and_motion_of_footage():
+    """CameraScene stands in for users' footage in the storage bench: detail at every scale (a JPEG many
+    times the size of a shapes frame's), a different picture as the camera moves, the same video per seed."""
+    from tvts_data.synth.video import CameraScene, Scene
+
+    def jpeg_bytes(frame: np.ndarray) -> int:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=90)
+        return len(buf.getvalue())
+
+    scene = CameraScene(320, 180, seed=3)
+    first, later = scene.frame(0), scene.frame(100)
+    assert first.shape == (180, 320, 3) and first.dtype == np.uint8
+    assert jpeg_bytes(first) > 4 * jpeg_bytes(Scene(320, 180, seed=3).frame(0))
+    assert np.abs(first.astype(int) - later.astype(int)).mean() > 10  # the camera moved (and cut)
+    again = CameraScene(320, 180, seed=3).frame(100)
+    assert np.abs(again.astype(int) - later.astype(int)).mean() < 8  # same shot and framing; only the grain differs

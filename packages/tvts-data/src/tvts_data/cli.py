@@ -71,6 +71,7 @@ def cmd_captions(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tvts_data.inspect_corpus import contact_sheet
+    from tvts_data.storage import format_bill, measure_corpus
 
     corpus = Corpus(Path(args.dir))
     stats_path = corpus.root / "stats.json"
@@ -79,6 +80,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(summary_table(json.loads(stats_path.read_text())))
+    print(format_bill(measure_corpus(corpus), args.project_videos, args.minutes_per_video))
     out = Path(args.png or corpus.root / "contact_sheet.png")
     shown = contact_sheet(corpus, out, n=args.windows)
     print(f"contact sheet: {out} ({shown} windows)" if shown else "no shards yet: no contact sheet")
@@ -121,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("dir")
     ins.add_argument("--png", help="where to write the sheet (default DIR/contact_sheet.png)")
     ins.add_argument("--windows", type=int, default=4)
+    ins.add_argument("--project-videos", type=int, default=6_000_000,
+                     help="project the storage bill to this many videos (default: YT-Temporal's 6M)")
+    ins.add_argument("--minutes-per-video", type=float,
+                     help="mean video length for the projection (default: this corpus's mean)")
     ins.set_defaults(fn=cmd_inspect)
 
     retry = sub.add_parser("retry-failed", help="rerun only the retryable download failures")

@@ -1,4 +1,5 @@
-"""Synthetic videos: coloured shapes moving over a gradient, every frame carrying its index.
+"""Synthetic videos: coloured shapes moving over a gradient, every frame carrying its index; and
+camera-like footage (:class:`CameraScene`) for benchmarks whose results depend on the content.
 
 Frames are drawn with numpy and piped as raw RGB into ffmpeg (through ``ffmpeg-python``), which
 encodes H.264 yuv420p at a constant frame rate starting at pts 0, so frame i is shown at exactly
@@ -99,6 +100,54 @@ class Scene:
                 patch[self.masks[shape.size]] = shape.color
         paint_timecode(out, index)
         return out
+
+
+class CameraScene:
+    """Camera-like footage for storage and speed benchmarks: each shot is a slow pan and zoom over a
+    texture whose amplitude spectrum falls as 1/f (the statistics of natural images), a cut every
+    ``shot_seconds``, and fresh sensor grain on every frame. JPEG and H.264 sizes are set by exactly
+    these statistics (detail at every scale, motion, noise), which flat synthetic frames lack; this is
+    still an approximation of users' footage, not a sample of it."""
+
+    def __init__(self, width: int, height: int, seed: int, fps: int = 25, shot_seconds: float = 6.0,
+                 grain: float = 2.0):
+        self.width, self.height, self.seed, self.grain = width, height, seed, grain
+        self.shot_frames = max(1, round(shot_seconds * fps))
+        self._shot: tuple[int, np.ndarray, np.ndarray] | None = None  # (shot index, texture, pan/zoom)
+        self._noise = np.random.default_rng(seed + 1)
+
+    def _texture(self, shot: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng((self.seed, shot))
+        h, w = int(self.height * 1.6), int(self.width * 1.6)
+        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+        amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))  # 1/f, capped at the lowest frequency
+        channels = []
+        for weight in (1.0, 0.35, 0.35):  # luminance-like detail, weaker chroma detail
+            spectrum = amplitude * np.exp(2j * np.pi * rng.random(amplitude.shape))
+            field = np.fft.irfft2(spectrum, s=(h, w))
+            channels.append(weight * (field - field.mean()) / field.std())
+        mix = rng.normal(size=(3, 3)) * 0.3 + np.eye(3)  # a random colour cast per shot
+        rgb = np.tensordot(np.stack(channels, -1), mix, axes=1) * 40 + rng.uniform(70, 180, size=3)
+        motion = rng.uniform(-1, 1, size=3) * np.array([0.25 * (w - self.width), 0.25 * (h - self.height), 0.15])
+        return np.clip(rgb, 0, 255).astype(np.uint8), motion
+
+    def frame(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB."""
+        from PIL import Image
+
+        shot, k = divmod(index, self.shot_frames)
+        if self._shot is None or self._shot[0] != shot:
+            self._shot = (shot, *self._texture(shot))
+        _, texture, (dx, dy, dz) = self._shot
+        progress = k / self.shot_frames
+        th, tw = texture.shape[:2]
+        zoom = 1.0 + dz * progress  # crop side relative to the frame: < 1 zooms in
+        ch, cw = min(th, int(self.height * 1.2 * zoom)), min(tw, int(self.width * 1.2 * zoom))
+        y = int(np.clip((th - ch) / 2 + dy * (progress - 0.5), 0, th - ch))
+        x = int(np.clip((tw - cw) / 2 + dx * (progress - 0.5), 0, tw - cw))
+        crop = Image.fromarray(texture[y:y + ch, x:x + cw]).resize((self.width, self.height), Image.BILINEAR)
+        noisy = np.asarray(crop, dtype=np.float32) + self._noise.normal(0, self.grain, (self.height, self.width, 1))
+        return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 def _disc(diameter: int) -> np.ndarray:
