@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -52,7 +53,20 @@ def run_stage_on_chunk(stage: str, root: str, cfg: PrepareConfig, item: dict[str
         corpus.write_rows(ledger, corpus.ledger_part(stage, chunk), LEDGER)
         ok = sum(r["status"] == "ok" for r in ledger)
         log.info("chunk %d %s: %d/%d videos ok in %.1f s", chunk, stage, ok, len(ledger), time.perf_counter() - t0)
-    return item
+    return {**item, "node": current_node()}
+
+
+def current_node() -> str:
+    """Where this step runs: the Ray node (IP and short ID: two nodes may share a host) or the host name."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            context = ray.get_runtime_context()
+            return f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
+    except Exception:  # noqa: BLE001 - a label for the log; never fail a chunk over it
+        pass
+    return socket.gethostname()
 
 
 class Engine(Protocol):
@@ -205,8 +219,12 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
     limiter = make_limiter(cfg.download) if "download" in stages else None
     try:
         steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg, run_token=corpus.run_token) for s in stages]
+        by_node: Counter[str] = Counter()
         for n, item in enumerate(engine.run(pending, steps), 1):
-            log.info("progress: %d/%d chunks done (chunk %d)", n, len(pending), item["chunk"])
+            by_node[item.get("node", "?")] += 1
+            log.info("progress: %d/%d chunks done (chunk %d on %s)", n, len(pending), item["chunk"], item.get("node"))
+        if pending:
+            log.info("chunks by node: %s", dict(sorted(by_node.items())))
     finally:
         del limiter
         if own_engine and isinstance(engine, RayEngine):
