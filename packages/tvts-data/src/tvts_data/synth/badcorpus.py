@@ -44,8 +44,8 @@ from .video import VideoError, ffmpeg_binary
 
 log = logging.getLogger(__name__)
 
-ERROR_KINDS = ("video_unreadable", "no_video_stream", "captions_malformed", "captions_empty", "language",
-               "times_backwards", "too_short")
+ERROR_KINDS = ("video_unreadable", "window_outside_frames", "no_video_stream", "captions_malformed",
+               "captions_empty", "language", "times_backwards", "too_short")
 GOOD_SECONDS = 16.0  # long enough for one window of the default span (15 s) and of the tests' configs
 SHORT_SECONDS = 3.0
 TRUNCATE_AT = 0.4
