@@ -340,3 +340,78 @@ def test_max_steps_zero_exports_the_initial_weights(corpus, one_rank, tmp_path):
     torch.manual_seed(0)
     start = TVTS(load_config("tiny").model).video.state_dict()
     assert all(torch.equal(state[k], start[k]) for k in start)
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(corpus):
+    """A real S3-protocol server on loopback (moto's server mode) holding the corpus under
+    s3://tvts-test/corpus/shards/; credentials and endpoint through the standard AWS variables."""
+    import socket
+    import time
+
+    import pyarrow.fs as pafs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        os.environ.update(env)
+        s3 = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True)
+        s3.create_dir("tvts-test")
+        pafs.copy_files(str(corpus), "tvts-test/corpus/shards", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=s3)
+        yield "s3://tvts-test/corpus"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_pretrain_streams_shards_from_s3_and_resumes_exactly(s3_bucket, corpus, six_steps, one_rank, tmp_path,
+                                                              caplog):
+    """--data s3://...: the same batches as from the local folder (row groups streamed, no copy), an exact
+    resume, and the resumed half reading through a local cache folder instead."""
+    from tvts_train.data import list_shards
+
+    assert [p.rsplit("/", 1)[1] for p in list_shards(s3_bucket)] == sorted(p.name for p in corpus.glob("*.parquet"))
+    run = tmp_path / "s3run"
+    assert pretrain(s3_bucket, run, "--max-steps", "6", "--set", "train.ckpt_every=3", "--stop-after", "3") == 0
+    cache = tmp_path / "cache"
+    assert pretrain(s3_bucket, run, "--max-steps", "6", "--set", "train.ckpt_every=3", "--resume",
+                    "--set", f"data.cache_dir={cache}") == 0
+    want, got = read_metrics(six_steps / "metrics.csv"), read_metrics(run / "metrics.csv")
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(want, got):
+        for key in COMPARED:
+            assert b[key] == pytest.approx(a[key], abs=1e-6, nan_ok=True), (a["step"], key)
+    cached = sorted(p.name for p in cache.rglob("*.parquet"))
+    assert cached and set(cached) <= {p.name for p in corpus.glob("*.parquet")}
+    assert not list(cache.rglob("*.tmp-*"))
+    assert (run / "video_encoder.safetensors").exists()
+
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert pretrain("s3://tvts-test/nowhere", tmp_path / "nowhere", "--max-steps", "1") == cli.EXIT_USAGE
+    assert "s3://tvts-test/nowhere" in _one_error_line(caplog)
+    assert not (tmp_path / "nowhere").exists()
+
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert pretrain("s3://no-such-bucket/corpus", tmp_path / "nobucket", "--max-steps", "1") == cli.EXIT_USAGE
+    assert "s3://no-such-bucket/corpus" in _one_error_line(caplog)

@@ -121,6 +121,7 @@ class DataConfig:
     shuffle_buffer: int = 256  # samples in the streaming shuffle buffer
     num_workers: int = 2  # loader worker processes
     seed: int = 0
+    cache_dir: str | None = None  # remote shards (s3://...): copy each here on first read; None: stream row groups
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
@@ -99,10 +100,20 @@ class Unit:
         return self.stop - self.start
 
 
+def is_remote(spec: str) -> bool:
+    """A URI pyarrow resolves to a remote filesystem (``s3://``, ``gs://``, ``hdfs://``...)."""
+    return "://" in spec and not spec.startswith("file://")
+
+
 def list_shards(spec: str | os.PathLike) -> list[str]:
-    """Shard files of a corpus folder (its ``shards/``), any folder, a glob, or a text file of paths."""
+    """Shard files of a corpus folder (its ``shards/``), any folder, a glob, or a text file of paths;
+    or the same folder layout behind a URI (``s3://bucket/corpus``), listed without copying anything.
+    Credentials and endpoints come from each store's standard environment (for S3: ``AWS_*`` variables,
+    ``AWS_ENDPOINT_URL`` for a non-AWS server), never from the config."""
     spec = str(spec)
-    if os.path.isdir(spec):
+    if is_remote(spec):
+        paths = _list_remote(spec)
+    elif os.path.isdir(spec):
         root = os.path.join(spec, "shards") if os.path.isdir(os.path.join(spec, "shards")) else spec
         paths = glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
     elif os.path.isfile(spec) and not spec.endswith(".parquet"):
@@ -115,9 +126,46 @@ def list_shards(spec: str | os.PathLike) -> list[str]:
     return sorted(paths)
 
 
+def _list_remote(uri: str) -> list[str]:
+    """File URIs under ``uri``, each built from ``uri`` itself so that its query (``?endpoint_override=``,
+    ``?region=``) travels with every file."""
+    base, _, query = uri.partition("?")
+    suffix = f"?{query}" if query else ""
+    fs, root = pafs.FileSystem.from_uri(uri)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        return [uri]
+    if info.type != pafs.FileType.Directory:
+        return []
+    base, root = base.rstrip("/"), root.rstrip("/")
+    if fs.get_file_info(root + "/shards").type == pafs.FileType.Directory:
+        base, root = base + "/shards", root + "/shards"
+    return [base + f.path[len(root):] + suffix for f in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            if f.type == pafs.FileType.File and f.path.endswith(".parquet")]
+
+
+def open_shard(path: str, cache_dir: str | None = None) -> pq.ParquetFile:
+    """A shard to read row groups from. Local files open directly. A remote file is read by range
+    requests, one row group at a time (nothing is copied), or, with ``cache_dir``, copied there once on
+    first use (by whichever worker gets there first; the copy is renamed into place whole) and read
+    locally from then on."""
+    if not is_remote(path):
+        return pq.ParquetFile(path)
+    fs, inner = pafs.FileSystem.from_uri(path)  # per process and call: S3 clients must not cross a fork
+    if cache_dir is None:
+        return pq.ParquetFile(fs.open_input_file(inner))
+    local = os.path.join(cache_dir, path.split("://", 1)[0], inner.lstrip("/").split("?")[0])
+    if not os.path.exists(local):
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        tmp = f"{local}.tmp-{os.getpid()}"
+        pafs.copy_files(inner, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        os.replace(tmp, local)
+    return pq.ParquetFile(local)
+
+
 def _file_row_groups(path: str) -> list[int]:
     """Row counts per row group; raises for a file the loader must not read."""
-    meta = pq.read_metadata(path)
+    meta = open_shard(path).metadata
     schema = meta.schema.to_arrow_schema()
     check_version(schema, path)
     missing = [c for c in COLUMNS if c not in schema.names]
@@ -154,7 +202,7 @@ def check_corpus(shards: str | os.PathLike, data: Any) -> None:
         raise FileNotFoundError(f"no readable shard in {shards!r}: " + "; ".join(bad[:3]))
     unit = units[0]
     columns = ["texts", "segments", "height", "width"]
-    row = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=columns).slice(0, 1).to_pylist()[0]
+    row = open_shard(unit.path).read_row_group(unit.row_group, columns=columns).slice(0, 1).to_pylist()[0]
     K, height, width = len(row["texts"] or []), row["height"] or 0, row["width"] or 0
     problems = []
     if K != data.K:
@@ -394,8 +442,8 @@ class _RowCache:
     first of its rows is emitted, so fast-forwarding on resume reads nothing.
     """
 
-    def __init__(self, units: list[Unit]) -> None:
-        self.units = units
+    def __init__(self, units: list[Unit], cache_dir: str | None = None) -> None:
+        self.units, self.cache_dir = units, cache_dir
         self.rows: dict[int, dict[int, dict[str, Any]]] = {}
         self.remaining: dict[int, int] = {}
         self.failed: set[int] = set()
@@ -405,7 +453,7 @@ class _RowCache:
         if path not in self._files:
             if len(self._files) >= 8:  # a few open files are plenty; each holds a footer
                 self._files.pop(next(iter(self._files))).close()
-            self._files[path] = pq.ParquetFile(path)
+            self._files[path] = open_shard(path, self.cache_dir)
         return self._files[path]
 
     def _load(self, u: int) -> None:
@@ -450,6 +498,7 @@ class StreamPlan:
     world_size: int
     num_workers: int  # per rank; 0 counts as 1 (the main process)
     epochs: int | None = None  # None: infinite (training)
+    cache_dir: str | None = None  # local copies of remote shards (data.cache_dir)
 
     @property
     def global_workers(self) -> int:
@@ -473,7 +522,7 @@ class StreamPlan:
 def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokenize | None) -> Iterator[dict[str, Any]]:
     """The batches of one worker (``role`` within its rank), starting at ``pos``."""
     gid = plan.rank * max(1, plan.num_workers) + role
-    cache = _RowCache(list(plan.units))
+    cache = _RowCache(list(plan.units), plan.cache_dir)
     pos = dataclasses.replace(pos)
     batch: list[dict[str, Any]] = []
     while plan.epochs is None or pos.epoch < plan.epochs:
@@ -513,7 +562,7 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
 @functools.lru_cache(maxsize=4)
 def has_valid_sample(plan: StreamPlan) -> bool:
     """Whether any row of the corpus makes a sample (reads units in order until one does)."""
-    cache = _RowCache(list(plan.units))
+    cache = _RowCache(list(plan.units), plan.cache_dir)
     for u, unit in enumerate(plan.units):
         for r in range(unit.start, unit.stop):
             row, _ = cache.take((u, r), load=True)
@@ -666,6 +715,7 @@ def build_loader(
         world_size=world_size,
         num_workers=data.num_workers,
         epochs=epochs if epochs is not None else (None if train else 1),
+        cache_dir=getattr(data, "cache_dir", None),
     )
     if rank == 0:
         log.info("loader: %d files (%d skipped), %d units, %d windows, %d global workers, decoder %s",

@@ -62,7 +62,7 @@ class RunSetupError(ValueError):
 
 # Fields that may change when a run is resumed: they change what is logged or kept, not what is trained.
 RESUMABLE_CHANGES = ("train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.output_dir",
-                     "data.shards")
+                     "data.shards", "data.cache_dir")
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ def preflight(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv) -> dict[str
     """Every check that can fail before anything is written; returns the (allowed) config changes.
 
     Raises :class:`RunSetupError` naming what to do."""
-    from tvts_train.data import CorpusMismatchError, check_corpus
+    from tvts_train.data import CorpusMismatchError, check_corpus, is_remote
 
     run, ckpt_dir = Path(opts.output), Path(opts.output) / "checkpoints"
     latest = checkpoint.latest_tag(ckpt_dir)
@@ -368,6 +368,11 @@ def preflight(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv) -> dict[str
         check_corpus(opts.data, cfg.data)
     except (CorpusMismatchError, FileNotFoundError) as err:
         raise RunSetupError(str(err)) from None
+    except OSError as err:  # a remote store that refuses or cannot be reached; a local permission error
+        hint = ("check the store's credentials and endpoint in its standard environment (AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL; GOOGLE_APPLICATION_CREDENTIALS)"
+                if is_remote(str(opts.data)) else "check that the files are readable")
+        raise RunSetupError(f"cannot read the shards at {opts.data}: {err}; {hint}") from None
     return changes
 
 
