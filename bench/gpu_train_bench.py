@@ -56,6 +56,7 @@ log = logging.getLogger("gpu_train_bench")
 PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("H100 PCIe", 756.0),
     ("H100 NVL", 835.0),
+    ("H200 NVL", 835.0),  # before "H200": the NVL part must not take the SXM figure
     ("H200", 989.0),
     ("H100", 989.0),  # SXM ("NVIDIA H100 80GB HBM3")
     ("A100", 312.0),
