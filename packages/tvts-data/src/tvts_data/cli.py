@@ -29,7 +29,8 @@ def summary_table(stats: dict) -> str:
             continue
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(stats["errors"].get(stage, {}).items()))
         lines.append(f"{stage:<10}{s.get('ok', 0):>8}{s.get('error', 0):>8}{s.get('outputs', 0):>10}  {kinds}")
-    lines.append(f"videos: {stats['videos']}   windows in shards: {stats['windows']}   "
+    videos = ", ".join(f"{n} {status}" for status, n in sorted(stats["videos"].items())) or "none"
+    lines.append(f"videos: {videos}   windows in shards: {stats['windows']}   "
                  f"frame bytes: {stats['frames_bytes'] / 2**20:.1f} MiB")
     if stats.get("window_filters"):
         lines.append(f"window filters: {stats['window_filters']}")
