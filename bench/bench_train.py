@@ -44,7 +44,7 @@ from tvts_data.media import resized_size  # noqa: E402
 from tvts_data.schema import SHARD  # noqa: E402
 from tvts_data.stages.frames import decode_video_windows  # noqa: E402
 from tvts_data.stages.windows import cut_windows  # noqa: E402
-from tvts_data.synth.video import render_video  # noqa: E402
+from tvts_data.synth.video import CameraScene, render_video  # noqa: E402
 from tvts_train.config import TextConfig, load_config  # noqa: E402
 from tvts_train.data import (  # noqa: E402
     IMAGENET_MEAN,
@@ -93,15 +93,19 @@ def words_row(video_id: str, path: Path, seconds: float, seed: int) -> dict[str,
             "timing": "word", "source_format": "bench", "words": words}
 
 
-def build_corpus(root: Path, n_videos: int, seconds: float, size: tuple[int, int], keyint: int) -> dict[str, Any]:
-    """Render videos, cut Eq. 1 windows, decode them into one SHARD file; returns paths and facts."""
+def build_corpus(root: Path, n_videos: int, seconds: float, size: tuple[int, int], keyint: int,
+                 content: str = "shapes") -> dict[str, Any]:
+    """Render videos, cut Eq. 1 windows, decode them into one SHARD file; returns paths and facts.
+    ``content``: "shapes" (flat shapes on a gradient) or "camera" (camera-like footage, CameraScene),
+    whose JPEGs are ~3x larger and slower to decode."""
     video_dir, shard_dir = root / "videos", root / "shards"
     video_dir.mkdir(parents=True)
     paths = [video_dir / f"bench{i:06d}.mp4" for i in range(n_videos)]
     t0 = time.perf_counter()
     # Two threads: most of a render is the ffmpeg subprocess, so two overlap on two cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda i: render_video(paths[i], seconds=seconds, fps=25, size=size, seed=i, keyint=keyint),
+        list(pool.map(lambda i: render_video(paths[i], seconds=seconds, fps=25, size=size, seed=i, keyint=keyint,
+                                             scene=CameraScene(*size, seed=i) if content == "camera" else None),
                       range(n_videos)))
     render_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -121,7 +125,7 @@ def build_corpus(root: Path, n_videos: int, seconds: float, size: tuple[int, int
              n_videos, render_s, len(rows), frames_s, shard_bytes / 1e6)
     return {
         "shard_dir": shard_dir, "windows": windows,
-        "facts": {"videos": n_videos, "seconds_per_video": seconds, "size": list(size), "fps": 25, "keyint": keyint,
+        "facts": {"content": content, "videos": n_videos, "seconds_per_video": seconds, "size": list(size), "fps": 25, "keyint": keyint,
                   "windows": len(rows), "frames_per_window_stored": len(rows[0]["frames"]),
                   "stored_frame_size": [rows[0]["height"], rows[0]["width"]], "shard_bytes": shard_bytes,
                   "shard_bytes_per_window": shard_bytes / len(rows), "mp4_bytes": mp4_bytes,
@@ -203,15 +207,22 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             return build_loader(corpus["shard_dir"], data, batch_size=batch_size, train=True, tokenize=tokenize,
                                 epochs=1)
 
+        def shard_loader_with(decoder_name: str) -> ShardLoader:
+            return build_loader(corpus["shard_dir"], data, batch_size=batch_size, train=True, tokenize=tokenize,
+                                epochs=1, decoder=decoder_name)
+
         next(iter(shard_loader())), next(mp4.batches(2, tokenize, seed=12345))  # warm-up: libraries, tokenizer
         decoder = shard_loader().plan.spec.decoder
-        shards, videos = [], []
+        shards, videos, pil = [], [], []
         for r in range(rounds):
             loader = shard_loader()
             shards.append(_timed_pass(iter(loader)))
+            if decoder != "pil":  # the previous default, on the same windows, for the side-by-side figure
+                pil.append(_timed_pass(iter(shard_loader_with("pil"))))
             videos.append(_timed_pass(mp4.batches(batch_size, tokenize, seed=r)))
-            log.info("loader round %d: shards %.1f clips/cpu-s, mp4 %.2f clips/cpu-s", r,
-                     shards[-1]["clips_per_cpu_s"], videos[-1]["clips_per_cpu_s"])
+            log.info("loader round %d: shards %.1f clips/cpu-s (%s)%s, mp4 %.2f clips/cpu-s", r,
+                     shards[-1]["clips_per_cpu_s"], decoder,
+                     f", {pil[-1]['clips_per_cpu_s']:.1f} (pil)" if pil else "", videos[-1]["clips_per_cpu_s"])
         profile = profile_shard_pass(shard_loader())
         normalise = normalise_costs(batch_size, data.frames, data.crop_size)
     finally:
@@ -223,6 +234,8 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
         "batch_size": batch_size, "rounds": rounds, "threads": 1, "num_workers": 0, "jpeg_decoder": decoder,
         "shards": {"clips_per_core_s": med(shards, "clips_per_cpu_s"),
                    "clips_per_s_wall": med(shards, "clips_per_s_wall"), "runs": shards},
+        "shards_pil": ({"clips_per_core_s": med(pil, "clips_per_cpu_s"), "runs": pil} if pil else None),
+        "ratio_decoder_over_pil": (med(shards, "clips_per_cpu_s") / med(pil, "clips_per_cpu_s") if pil else None),
         "mp4": {"clips_per_core_s": med(videos, "clips_per_cpu_s"),
                 "clips_per_s_wall": med(videos, "clips_per_s_wall"), "runs": videos},
         "ratio_shards_over_mp4": ratio_cpu,
@@ -409,6 +422,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keyint", type=int, default=250, help="GOP length in frames (YouTube: ~10 s at 25 fps)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved loader rounds (each: all windows, both paths)")
     p.add_argument("--loader-batch", type=int, default=8)
+    p.add_argument("--content", choices=("shapes", "camera"), default="camera",
+                   help="rendered content: camera-like footage (default) or flat shapes")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-gpu", action="store_true")
@@ -427,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                   "processes; wall-clock step times on a loaded 2-core machine can move several-fold between runs"],
     }
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        corpus = build_corpus(Path(tmp), args.videos, args.seconds, (640, 360), args.keyint)
+        corpus = build_corpus(Path(tmp), args.videos, args.seconds, (640, 360), args.keyint, args.content)
         report["corpus"] = corpus["facts"]
         report["loader"] = bench_loader(corpus, args.rounds, args.loader_batch)
     report["train_step_cpu"] = bench_tiny_step([2, 8], args.steps, args.warmup)

@@ -21,9 +21,12 @@ from tvts_train.config import DataConfig
 from tvts_train.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SampleError,
     WorkerPos,
     build_loader,
+    decode_frame,
     normalize_video,
+    pick_decoder,
     split_units,
     tsn_indices,
     worker_batches,
@@ -262,3 +265,34 @@ def test_raw_frames_decode_like_jpeg(tmp_path):
     batch = next(iter(build_loader(tmp_path, data_cfg(), batch_size=4, train=False)))
     reds = unnormalise_red(batch["video"])
     assert [[red_to_index(r) for r in row] for row in reds.tolist()] == batch["frame_index"].tolist()
+
+
+def test_every_jpeg_decoder_gives_the_same_pixels():
+    """simplejpeg (the default where it imports), PIL and the chosen 'auto' decode the same pixels bit for
+    bit, so a batch does not depend on the machine's decoder: exact resume across machines holds."""
+    import io
+
+    from PIL import Image
+
+    from tvts_data.synth.video import CameraScene
+
+    frame = CameraScene(128, 72, seed=1).frame(30)
+
+    def jpeg(img: Image.Image, **options) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", **options)
+        return buf.getvalue()
+
+    rgb = Image.fromarray(frame)
+    blobs = {"4:2:0 q90": jpeg(rgb, quality=90), "4:4:4": jpeg(rgb, subsampling=0), "progressive":
+             jpeg(rgb, progressive=True), "grey": jpeg(rgb.convert("L")), "cmyk": jpeg(rgb.convert("CMYK"))}
+    assert pick_decoder("auto") == "simplejpeg"
+    for name, blob in blobs.items():
+        want = decode_frame(blob, "jpeg", 72, 128, "pil")
+        got = decode_frame(blob, "jpeg", 72, 128, "simplejpeg")
+        assert want.shape == (72, 128, 3) and np.array_equal(got, want), name
+    for bad in (b"not a jpeg", blobs["4:2:0 q90"][:300]):
+        with pytest.raises(SampleError, match="undecodable JPEG"):
+            decode_frame(bad, "jpeg", 72, 128, "simplejpeg")
+    with pytest.raises(ValueError, match="unknown JPEG decoder"):
+        pick_decoder("libjpeg")
