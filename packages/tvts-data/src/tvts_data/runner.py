@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -58,10 +59,9 @@ def run_stage_on_chunk(stage: str, root: str, cfg: PrepareConfig, item: dict[str
 
 def current_node() -> str:
     """Where this step runs: the Ray node (IP and short ID: two nodes may share a host) or the host name."""
+    ray = sys.modules.get("ray")  # never import Ray just for a label (the local engine runs without it)
     try:
-        import ray
-
-        if ray.is_initialized():
+        if ray is not None and ray.is_initialized():
             context = ray.get_runtime_context()
             return f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
     except Exception:  # noqa: BLE001 - a label for the log; never fail a chunk over it

@@ -154,12 +154,16 @@ def open_shard(path: str, cache_dir: str | None = None) -> pq.ParquetFile:
     fs, inner = pafs.FileSystem.from_uri(path)  # per process and call: S3 clients must not cross a fork
     if cache_dir is None:
         return pq.ParquetFile(fs.open_input_file(inner))
-    local = os.path.join(cache_dir, path.split("://", 1)[0], inner.lstrip("/").split("?")[0])
+    local = os.path.join(cache_dir, path.split("://", 1)[0], inner.lstrip("/"))
     if not os.path.exists(local):
         os.makedirs(os.path.dirname(local), exist_ok=True)
         tmp = f"{local}.tmp-{os.getpid()}"
-        pafs.copy_files(inner, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        os.replace(tmp, local)
+        try:
+            pafs.copy_files(inner, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+            os.replace(tmp, local)
+        finally:
+            if os.path.exists(tmp):  # a failed copy leaves nothing half-written behind
+                os.remove(tmp)
     return pq.ParquetFile(local)
 
 
@@ -302,9 +306,9 @@ _DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
 @functools.lru_cache(maxsize=None)  # the probes import libraries: once per process is enough
 def pick_decoder(preferred: str = "auto") -> str:
     """The JPEG decoder of the loader workers: ``"simplejpeg"`` where it imports (2.1x faster than PIL
-    on camera-like frames, measured in docs/benchmarks.md, and the same pixels bit for bit), else
-    ``"torchvision"`` where its image extension loads, else ``"pil"``. All three decode with
-    libjpeg-turbo's accurate defaults, so batches do not depend on which one a machine has."""
+    on camera-like frames, measured in docs/benchmarks.md), else ``"torchvision"`` where its image
+    extension loads, else ``"pil"``. simplejpeg and PIL give the same pixels bit for bit (tested), so
+    batches do not depend on which of the two a machine has."""
     if preferred != "auto":
         if preferred not in _DECODERS:
             raise ValueError(f"unknown JPEG decoder {preferred!r}; one of auto, {', '.join(_DECODERS)}")
