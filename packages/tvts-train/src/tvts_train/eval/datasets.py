@@ -87,6 +87,16 @@ def _find_file(root: Path, *names: str) -> Path:
     raise ManifestError(f"{root}: none of {list(names)} found; is --root the dataset's folder?")
 
 
+def _lines(path: Path) -> list[str]:
+    """The non-blank lines of a release's text file, as written (fields may be tab-separated)."""
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def _two_columns(path: Path) -> dict[str, str]:
+    """A release's whitespace-separated ``key value`` lines (classInd.txt, youtube_mapping.txt) as a dict."""
+    return dict(line.split() for line in _lines(path))
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -129,20 +139,15 @@ def _k400(root: Path, split_no: int | None) -> DatasetRows:
 
 def _ucf101(root: Path, split_no: int | None) -> DatasetRows:
     n = split_no or 1
-    classes = {}
-    for line in _find_file(root, "classInd.txt").read_text().split("\n"):
-        if line.strip():
-            number, name = line.split()
-            classes[name] = name
+    classes = set(_two_columns(_find_file(root, "classInd.txt")).values())  # "1 ApplyEyeMakeup"
     index, out = VideoIndex(root), DatasetRows("label")
     for split, name in (("train", f"trainlist0{n}.txt"), ("test", f"testlist0{n}.txt")):
-        for line in _find_file(root, name).read_text().split("\n"):
-            if line.strip():
-                relative = line.split()[0]  # "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"
-                label = relative.split("/")[0]
-                if label not in classes:
-                    raise ManifestError(f"{name}: class {label!r} is not in classInd.txt")
-                out.add(index.find(relative), relative, label, split)
+        for line in _lines(_find_file(root, name)):
+            relative = line.split()[0]  # "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"
+            label = relative.split("/")[0]
+            if label not in classes:
+                raise ManifestError(f"{name}: class {label!r} is not in classInd.txt")
+            out.add(index.find(relative), relative, label, split)
     return out
 
 
@@ -157,7 +162,7 @@ def _hmdb51(root: Path, split_no: int | None) -> DatasetRows:
     index, out = VideoIndex(root), DatasetRows("label")
     for path in files:
         label = path.name[: -len(f"_test_split{n}.txt")]
-        for line in path.read_text().split("\n"):
+        for line in _lines(path):
             parts = line.split()
             if len(parts) == 2 and parts[1] in _HMDB_SPLITS:
                 out.add(index.find(parts[0]), parts[0], label, _HMDB_SPLITS[parts[1]])
@@ -204,14 +209,10 @@ def _msvd_split(vid: str) -> str:
 
 
 def _msvd(root: Path, split_no: int | None) -> DatasetRows:
-    clips = {}
-    for line in _find_file(root, "youtube_mapping.txt").read_text().split("\n"):
-        if line.strip():
-            clip, vid = line.split()
-            clips[clip] = vid
+    clips = _two_columns(_find_file(root, "youtube_mapping.txt"))  # "<youtube clip> vid<n>"
     index, out = VideoIndex(root), DatasetRows("caption")
-    for line in _find_file(root, "AllVideoDescriptions.txt").read_text(encoding="utf-8").split("\n"):
-        if not line.strip() or line.startswith("#"):
+    for line in _lines(_find_file(root, "AllVideoDescriptions.txt")):
+        if line.startswith("#"):
             continue
         clip, _, caption = line.partition(" ")
         if clip in clips and caption.strip():
@@ -224,8 +225,8 @@ def _lsmdc(root: Path, split_no: int | None) -> DatasetRows:
     files = (("train", "LSMDC16_annos_training.csv"), ("val", "LSMDC16_annos_val.csv"),
              ("test", "LSMDC16_challenge_1000_publictect.csv"))
     for split, name in files:
-        for line in _find_file(root, name).read_text(encoding="utf-8").split("\n"):
-            fields = line.rstrip("\n").split("\t")
+        for line in _lines(_find_file(root, name)):
+            fields = line.split("\t")
             if len(fields) >= 6 and fields[-1].strip():
                 out.add(index.find(fields[0] + ".avi") or index.find(fields[0]), fields[0], fields[-1].strip(), split)
     return out
