@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import ffmpeg
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -120,3 +121,45 @@ def test_retry_failed_reruns_only_retryable_failures(youtube, tmp_path, ray_sess
     assert srv.hits["/flakyVideo1/c.json3"] > hits["/flakyVideo1/c.json3"]
     again = {r["video_id"]: r for r in read_ledger(Corpus(out), "download")}
     assert again["flakyVideo1"]["attempts"] == rows["flakyVideo1"]["attempts"] + 1  # history kept
+
+
+def test_downloads_into_a_bucket_retry_and_delete_raw_after_frames(youtube, s3_server, tmp_path, ray_session):
+    """--output s3://...: raw downloads are built on local scratch and uploaded (info JSON last), the
+    words point at them in the bucket, `retry-failed` reopens the failed chunk in the bucket, the video
+    downloaded already is not fetched again, and delete_raw_after_frames empties raw/ of videos there."""
+    srv, infos, ids, src = youtube
+    v, w = src.videos[1], src.videos[0]
+    folder = tmp_path / "infos"
+    folder.mkdir()
+    for info in [info_dict(srv, "flakyS3vid1", v.video_path, v.caption_path, caption_rule=Rule(fail_status=503,
+                                                                                                 fail_times=-1)),
+                 info_dict(srv, "fineS3vid01", w.video_path, w.caption_path)]:
+        (folder / f"{info['id']}.info.json").write_text(json.dumps(info))
+    s3_server.create_dir("tvts-youtube")
+    uri = "s3://tvts-youtube/corpus"
+    cfg = load_prepare_config(None, OVERRIDES + ["write.videos_per_chunk=4", f"run.scratch_dir={tmp_path / 's'}"])
+    prepare(folder, uri, cfg)
+
+    def objects(prefix: str) -> set[str]:
+        selector = pafs.FileSelector(f"tvts-youtube/corpus/{prefix}", recursive=True, allow_not_found=True)
+        return {i.path.split("/corpus/", 1)[1] for i in s3_server.get_file_info(selector)
+                if i.type == pafs.FileType.File}
+
+    assert {"raw/fineS3vid01.mp4", "raw/fineS3vid01.info.json"} <= objects("raw")
+    assert not [o for o in objects("raw") if o.startswith("raw/flakyS3vid1")]
+    (words_file,) = objects("words")
+    words = pq.read_table(f"tvts-youtube/corpus/{words_file}", filesystem=s3_server).to_pylist()
+    assert [r["video_path"] for r in words] == [f"{uri}/raw/fineS3vid01.mp4"]
+
+    srv.resources["/flakyS3vid1/c.json3"].rule = Rule()  # the server recovers
+    hits = dict(srv.hits)
+    assert retry_failed(uri) == {"0": 1}
+    assert objects("ledger/download/history") == {"ledger/download/history/chunk-00000-000.parquet"}
+    assert not objects("ledger/frames")
+    result = prepare(folder, uri, load_prepare_config(None, OVERRIDES + [
+        "write.videos_per_chunk=4", f"run.scratch_dir={tmp_path / 's'}", "download.delete_raw_after_frames=true"]))
+    assert result.stats["videos"] == {"ok": 2}
+    assert srv.hits["/fineS3vid01/v.mp4"] == hits["/fineS3vid01/v.mp4"]  # found downloaded in the bucket
+    raw = objects("raw")
+    assert {"raw/fineS3vid01.info.json", "raw/flakyS3vid1.info.json"} <= raw
+    assert not [o for o in raw if o.endswith(".mp4")]  # frames are in the shards: the videos went

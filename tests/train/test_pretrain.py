@@ -343,44 +343,14 @@ def test_max_steps_zero_exports_the_initial_weights(corpus, one_rank, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def s3_bucket(corpus):
-    """A real S3-protocol server on loopback (moto's server mode) holding the corpus under
-    s3://tvts-test/corpus/shards/; credentials and endpoint through the standard AWS variables."""
-    import socket
-    import time
-
+def s3_bucket(corpus, s3_server):
+    """The corpus under s3://tvts-test/corpus/shards/ on the loopback S3 server."""
     import pyarrow.fs as pafs
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        os.environ.update(env)
-        s3 = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True)
-        s3.create_dir("tvts-test")
-        pafs.copy_files(str(corpus), "tvts-test/corpus/shards", source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=s3)
-        yield "s3://tvts-test/corpus"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.terminate()
-        server.wait(timeout=30)
+    s3_server.create_dir("tvts-test")
+    pafs.copy_files(str(corpus), "tvts-test/corpus/shards", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=s3_server)
+    return "s3://tvts-test/corpus"
 
 
 def test_pretrain_streams_shards_from_s3_and_resumes_exactly(s3_bucket, corpus, six_steps, one_rank, tmp_path,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tvts_data.config import ConfigError, load_prepare_config
-from tvts_data.corpus import Corpus
+from tvts_data.remote import StorageError, filesystem_of, is_remote
 
 log = logging.getLogger("tvts_data")
 
@@ -47,7 +47,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else None
     result = prepare(args.input, args.output, cfg, **({"stages": stages} if stages else {}))
     print(summary_table(result.stats))
-    print(f"corpus: {result.corpus.root}  ({result.seconds:.1f} s)")
+    print(f"corpus: {result.location}  ({result.seconds:.1f} s)")
     return 0
 
 
@@ -74,16 +74,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from tvts_data.inspect_corpus import contact_sheet
     from tvts_data.storage import format_bill, measure_corpus
 
-    corpus = Corpus(Path(args.dir))
-    stats_path = corpus.root / "stats.json"
-    if not stats_path.exists():
-        print(f"error: {stats_path} not found: {args.dir} is not a corpus built by `tvts-data prepare`",
+    fs, root = filesystem_of(args.dir)
+    try:
+        with fs.open_input_stream(f"{root}/stats.json") as f:
+            stats = json.loads(f.read())
+    except FileNotFoundError:
+        print(f"error: {args.dir}/stats.json not found: {args.dir} is not a corpus built by `tvts-data prepare`",
               file=sys.stderr)
         return 1
-    print(summary_table(json.loads(stats_path.read_text())))
-    print(format_bill(measure_corpus(corpus), args.project_videos, args.minutes_per_video))
-    out = Path(args.png or corpus.root / "contact_sheet.png")
-    shown = contact_sheet(corpus, out, n=args.windows)
+    print(summary_table(stats))
+    print(format_bill(measure_corpus(args.dir), args.project_videos, args.minutes_per_video))
+    # a corpus in a bucket gets its sheet in the working folder
+    out = Path(args.png or ("contact_sheet.png" if is_remote(args.dir) else Path(args.dir) / "contact_sheet.png"))
+    shown = contact_sheet(args.dir, out, n=args.windows)
     print(f"contact sheet: {out} ({shown} windows)" if shown else "no shards yet: no contact sheet")
     return 0
 
@@ -91,7 +94,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_retry_failed(args: argparse.Namespace) -> int:
     from tvts_data.runner import retry_failed
 
-    reopened = retry_failed(Corpus(Path(args.dir)))
+    reopened = retry_failed(args.dir)
     print(f"reopened {sum(reopened.values())} retryable failures in {len(reopened)} chunks")
     if reopened and args.input:
         return cmd_prepare(argparse.Namespace(input=args.input, output=args.dir, config=args.config,
@@ -122,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="print a corpus's stats and write a contact-sheet PNG")
     ins.add_argument("dir")
-    ins.add_argument("--png", help="where to write the sheet (default DIR/contact_sheet.png)")
+    ins.add_argument("--png", help="where to write the sheet (default DIR/contact_sheet.png; for a URI, "
+                                   "./contact_sheet.png)")
     ins.add_argument("--windows", type=int, default=4)
     ins.add_argument("--project-videos", type=int, default=6_000_000,
                      help="project the storage bill to this many videos (default: YT-Temporal's 6M)")
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, StorageError) as exc:
         log.error("%s", exc)
         return 2
 

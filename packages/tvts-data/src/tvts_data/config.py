@@ -74,6 +74,9 @@ class RunConfig:
     num_cpus: int | None = None  # embedded Ray only
     engine: str = "ray"  # "ray" | "local" (serial, in-process: debugging)
     cpus_per_task: float = 1.0
+    # Local disk where each worker builds its chunks (and the driver mirrors the ledger) when --output is
+    # an object-store URI; None: the system temp dir. Needs room for a chunk's raw videos and shards.
+    scratch_dir: str | None = None
 
 
 @dataclass(frozen=True)

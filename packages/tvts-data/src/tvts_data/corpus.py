@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tvts_data.schema import chunk_name, check_version, with_version
@@ -29,12 +30,22 @@ TOKEN_FILE = ".run-token"
 class Corpus:
     root: Path
     run_token: str | None = None  # the run this process works for; None: no fencing (reading, tests)
+    # Where the corpus is published when ``root`` is a local workspace of it (an object-store URI, see
+    # `tvts_data.remote`); None: ``root`` is the corpus itself.
+    location: str | None = None
 
     def claim(self) -> Corpus:
         """Start a run: a new token in the corpus; workers of any earlier run stop writing (see write_rows)."""
         token = uuid.uuid4().hex
         write_json({"token": token}, self.root / TOKEN_FILE)
-        return Corpus(self.root, token)
+        return Corpus(self.root, token, self.location)
+
+    def public_path(self, path: Path) -> str:
+        """The name a file of this corpus has where readers find it: its URI for a workspace of a published
+        corpus, else the local path itself."""
+        if self.location is None:
+            return str(path)
+        return f"{self.location}/{path.relative_to(self.root).as_posix()}"
 
     def check_fence(self) -> None:
         """Raise :class:`StaleRunError` when another run has claimed the corpus since this one did."""
@@ -106,8 +117,9 @@ def write_rows(rows: list[dict[str, Any]], path: Path, schema: pa.Schema, row_gr
     return write_table(pa.Table.from_pylist(rows, schema=schema), path, schema, row_group_size)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    table = pq.read_table(path)
+def read_rows(path: Path | str, filesystem: pafs.FileSystem | None = None) -> list[dict[str, Any]]:
+    """The rows of a versioned Parquet file (``filesystem``: where ``path`` lives; default local)."""
+    table = pq.read_table(path, filesystem=filesystem)
     check_version(table.schema, str(path))
     return table.to_pylist()
 

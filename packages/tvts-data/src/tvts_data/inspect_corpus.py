@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from tvts_data.corpus import Corpus
+from tvts_data.corpus import OUTPUT_DIRS, Corpus
+from tvts_data.remote import list_files
 from tvts_data.schema import check_version
 
 THUMB_H = 72
@@ -24,12 +25,15 @@ TEXT_H = 86
 COLOURS = [(230, 85, 13), (49, 130, 189), (49, 163, 84), (117, 107, 177), (99, 99, 99)]
 
 
-def sample_windows(corpus: Corpus, n: int) -> list[dict[str, Any]]:
+def sample_windows(corpus: Corpus | str, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` windows of a corpus (a folder or a URI: one row group read per shard it opens)."""
+    fs, shard_files = list_files(corpus if isinstance(corpus, str) else corpus.root, OUTPUT_DIRS["frames"])
     rows: list[dict[str, Any]] = []
-    for path in sorted(corpus.stage_dir("frames").glob("shard-*.parquet")):
-        pf = pq.ParquetFile(path)
-        check_version(pf.schema_arrow, str(path))
-        rows.extend(pf.read_row_group(0).slice(0, n - len(rows)).to_pylist())
+    for info in (i for i in shard_files if i.base_name.startswith("shard-")):
+        with fs.open_input_file(info.path) as f:
+            pf = pq.ParquetFile(f)
+            check_version(pf.schema_arrow, info.path)
+            rows.extend(pf.read_row_group(0).slice(0, n - len(rows)).to_pylist())
         if len(rows) >= n:
             break
     return rows
@@ -65,7 +69,7 @@ def window_band(row: dict[str, Any], width: int) -> Image.Image:
     return band
 
 
-def contact_sheet(corpus: Corpus, out_png: Path, n: int = 4, width: int = 1280) -> int:
+def contact_sheet(corpus: Corpus | str, out_png: Path, n: int = 4, width: int = 1280) -> int:
     """Write the sheet; returns how many windows it shows (0: no shards yet, nothing written)."""
     rows = sample_windows(corpus, n)
     if not rows:

@@ -26,14 +26,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tvts_data import __version__
 from tvts_data.config import PrepareConfig, config_to_dict
 from tvts_data.download import make_limiter
-from tvts_data.corpus import Corpus, read_rows, remove_stale_temporaries, write_json, write_rows
+from tvts_data.corpus import OUTPUT_DIRS, Corpus, read_rows, remove_stale_temporaries, write_json, write_rows
 from tvts_data.inputs import assign_chunks, read_sources
-from tvts_data.schema import LEDGER, SCHEMA_VERSION, SOURCES
+from tvts_data.remote import ObjectCorpus, filesystem_of, is_remote, list_files, scratch_root, store_environment
+from tvts_data.schema import LEDGER, SCHEMA_VERSION, SOURCES, chunk_name
 from tvts_data.stages.units import STAGE_ORDER, STAGE_UNITS, ledger_row
 
 log = logging.getLogger(__name__)
@@ -42,18 +44,35 @@ ChunkFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def run_stage_on_chunk(stage: str, root: str, cfg: PrepareConfig, item: dict[str, Any],
-                       run_token: str | None = None) -> dict[str, Any]:
+                       run_token: str | None = None, location: str | None = None) -> dict[str, Any]:
     """One Ray Data step: run `stage` on one chunk unless the ledger says it is done.
 
     Every rename into the corpus checks ``run_token``: a worker that outlived a killed driver stops
-    (StaleRunError) instead of writing into the corpus a newer run is building."""
-    corpus, chunk = Corpus(Path(root), run_token), int(item["chunk"])
+    (StaleRunError) instead of writing into the corpus a newer run is building. ``location``: where the
+    corpus is published when ``root`` is a local workspace of it."""
+    corpus, chunk = Corpus(Path(root), run_token, location), int(item["chunk"])
     if not corpus.is_done(stage, chunk):
         t0 = time.perf_counter()
         ledger = STAGE_UNITS[stage](corpus, chunk, cfg)
         corpus.write_rows(ledger, corpus.ledger_part(stage, chunk), LEDGER)
         ok = sum(r["status"] == "ok" for r in ledger)
         log.info("chunk %d %s: %d/%d videos ok in %.1f s", chunk, stage, ok, len(ledger), time.perf_counter() - t0)
+    return {**item, "node": current_node()}
+
+
+def run_chunk_in_store(stages: tuple[str, ...], uri: str, cfg: PrepareConfig, run_token: str | None,
+                       item: dict[str, Any]) -> dict[str, Any]:
+    """One Ray Data step for a corpus in object storage: every pending stage of one chunk, built in a local
+    workspace and published stage by stage, ledger part last (`tvts_data.remote`)."""
+    store, chunk = ObjectCorpus(uri), int(item["chunk"])
+    work = store.workspace(scratch_root(cfg.run.scratch_dir), chunk)
+    for stage in stages:
+        if work.is_done(stage, chunk):
+            continue
+        store.pull_inputs(work, stage, chunk)
+        run_stage_on_chunk(stage, str(work.root), cfg, item, location=store.uri)
+        store.publish(work, stage, chunk, run_token)
+    shutil.rmtree(work.root, ignore_errors=True)
     return {**item, "node": current_node()}
 
 
@@ -70,15 +89,17 @@ def current_node() -> str:
 
 
 class Engine(Protocol):
-    def run(self, chunks: list[int], steps: list[ChunkFn]) -> Iterable[dict[str, Any]]: ...
+    def run(self, chunks: list[int], steps: list[ChunkFn],
+            env: dict[str, str] | None = None) -> Iterable[dict[str, Any]]: ...
 
 
 @dataclass
 class LocalEngine:
     """Serial, in-process: the simplest way to debug a stage."""
 
-    def run(self, chunks: list[int], steps: list[ChunkFn]) -> Iterable[dict[str, Any]]:
-        for c in chunks:
+    def run(self, chunks: list[int], steps: list[ChunkFn],
+            env: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
+        for c in chunks:  # in this process: ``env`` is already this process's own
             item: dict[str, Any] = {"chunk": c}
             for step in steps:
                 item = step(item)
@@ -107,7 +128,10 @@ class RayEngine:
             ray.init(**kwargs)
             self._started = True
 
-    def run(self, chunks: list[int], steps: list[ChunkFn]) -> Iterable[dict[str, Any]]:
+    def run(self, chunks: list[int], steps: list[ChunkFn],
+            env: dict[str, str] | None = None) -> Iterable[dict[str, Any]]:
+        """``env``: variables the chunk tasks need as the driver has them (the object store's), set in
+        their workers through Ray's runtime environment."""
         import ray
 
         if not chunks:
@@ -118,8 +142,9 @@ class RayEngine:
         # first back for about a second (measured by `make bench-data`). Set on this dataset's own
         # context, never on the process-wide one.
         ds.context.op_resource_reservation_enabled = False
+        remote_args: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
         for step in steps:
-            ds = ds.map(step, num_cpus=self.cpus_per_task)
+            ds = ds.map(step, num_cpus=self.cpus_per_task, **remote_args)
         yield from ds.iter_rows()
 
     def shutdown(self) -> None:
@@ -139,9 +164,10 @@ def make_engine(cfg: PrepareConfig) -> LocalEngine | RayEngine:
 
 @dataclass(frozen=True)
 class PrepareResult:
-    corpus: Corpus
+    corpus: Corpus  # for a corpus in object storage: the local mirror of its sources and ledger
     stats: dict[str, Any]
     seconds: float
+    location: str = ""  # the --output as given (a folder or a URI)
 
 
 def write_sources(corpus: Corpus, input_path: Path, cfg: PrepareConfig) -> list[int]:
@@ -163,17 +189,25 @@ def write_sources(corpus: Corpus, input_path: Path, cfg: PrepareConfig) -> list[
     return sorted({r["chunk"] for r in rows})
 
 
-def seed_from_corpus(corpus: Corpus, previous: Path, first_stage: str) -> None:
-    """Start a new corpus from an earlier one: copy the stages before `first_stage` (hard links where the
-    file system allows) so that `first_stage` reruns alone on their output, with a new config."""
-    prev = Corpus(previous)
-    corpus.root.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(prev.sources, corpus.sources)
-    for stage in STAGE_ORDER[: STAGE_ORDER.index(first_stage)]:
-        for src_dir, dst_dir in ((prev.stage_dir(stage), corpus.stage_dir(stage)),
-                                 (prev.ledger_dir(stage), corpus.ledger_dir(stage))):
-            if src_dir.exists() and not dst_dir.exists():
-                shutil.copytree(src_dir, dst_dir, copy_function=_link_or_copy)
+def seed_from_corpus(output: str, previous: str, first_stage: str) -> None:
+    """Start a new corpus from an earlier one: copy the stages before `first_stage` so that `first_stage`
+    reruns alone on their output, with a new config. Either may be a folder or a URI; folder to folder
+    uses hard links where the file system allows."""
+    dirs = ["sources.parquet"] + [d for stage in STAGE_ORDER[: STAGE_ORDER.index(first_stage)]
+                                  for d in (OUTPUT_DIRS[stage], f"ledger/{stage}")]
+    src_fs, src_root = filesystem_of(previous)
+    dst_fs, dst_root = filesystem_of(output)
+    local = isinstance(src_fs, pafs.LocalFileSystem) and isinstance(dst_fs, pafs.LocalFileSystem)
+    dst_fs.create_dir(dst_root, recursive=True)
+    for rel in dirs:
+        src, dst = f"{src_root}/{rel}", f"{dst_root}/{rel}"
+        src_type = src_fs.get_file_info(src).type
+        if src_type == pafs.FileType.NotFound or dst_fs.get_file_info(dst).type != pafs.FileType.NotFound:
+            continue
+        if local and src_type == pafs.FileType.Directory:
+            shutil.copytree(src, dst, copy_function=_link_or_copy)
+        else:
+            pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -183,31 +217,49 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def is_corpus(path: Path) -> bool:
-    return path.is_dir() and Corpus(path).sources.exists()
+def is_corpus(location: str | Path) -> bool:
+    """Whether ``location`` (a folder or a URI) holds a corpus: its sources.parquet exists."""
+    fs, root = filesystem_of(str(location))
+    return fs.get_file_info(f"{root}/sources.parquet").type == pafs.FileType.File
+
+
+def _same_location(a: str, b: str) -> bool:
+    if is_remote(a) or is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
             stages: tuple[str, ...] = STAGE_ORDER, engine: LocalEngine | RayEngine | None = None) -> PrepareResult:
-    """Build (or finish building) a corpus; see the module docstring for resume."""
+    """Build (or finish building) a corpus in a folder or under an object-store URI; see the module
+    docstring for resume and `tvts_data.remote` for object stores."""
     t0 = time.perf_counter()
     unknown = [s for s in stages if s not in STAGE_UNITS]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGE_ORDER)}")
     stages = tuple(s for s in STAGE_ORDER if s in stages)
-    corpus, input_path = Corpus(Path(output)), Path(input_path)
-    corpus.root.mkdir(parents=True, exist_ok=True)
-    corpus = corpus.claim()  # from here on, workers of an earlier run of this corpus write nothing
-    removed = remove_stale_temporaries(corpus.root)
-    if removed:
-        log.info("removed %d temporary files of an interrupted run", removed)
-    if is_corpus(input_path) and input_path.resolve() != corpus.root.resolve():
-        seed_from_corpus(corpus, input_path, stages[0])
-        chunks = sorted({r["chunk"] for r in read_rows(corpus.sources)})
-    elif is_corpus(input_path):
+    input_path, output = str(input_path), str(output)
+    store = ObjectCorpus(output) if is_remote(output) else None
+    if store is None:
+        corpus = Corpus(Path(output))
+        corpus.root.mkdir(parents=True, exist_ok=True)
+        corpus = corpus.claim()  # from here on, workers of an earlier run of this corpus write nothing
+        removed = remove_stale_temporaries(corpus.root)
+        if removed:
+            log.info("removed %d temporary files of an interrupted run", removed)
+    else:
+        corpus = store.claim(scratch_root(cfg.run.scratch_dir) / store.key / "driver")
+    input_is_corpus = is_corpus(input_path)
+    if input_is_corpus and not _same_location(input_path, output):
+        seed_from_corpus(output, input_path, stages[0])
+    if store is not None:
+        store.pull_metadata(corpus)
+    if input_is_corpus:
         chunks = sorted({r["chunk"] for r in read_rows(corpus.sources)})
     else:
-        chunks = write_sources(corpus, input_path, cfg)
+        chunks = write_sources(corpus, Path(input_path), cfg)
+        if store is not None:
+            store.push(corpus, "sources.parquet", "ledger/input/rejected.parquet")
     if "download" in stages and not _has_youtube(corpus):
         stages = tuple(s for s in stages if s != "download")
     pending = [c for c in chunks if not all(corpus.is_done(s, c) for s in stages)]
@@ -218,9 +270,14 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
     # for the whole run; the download units of every worker find it by name.
     limiter = make_limiter(cfg.download) if "download" in stages else None
     try:
-        steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg, run_token=corpus.run_token) for s in stages]
+        if store is None:
+            steps = [partial(run_stage_on_chunk, s, str(corpus.root), cfg, run_token=corpus.run_token)
+                     for s in stages]
+        else:
+            steps = [partial(run_chunk_in_store, stages, store.uri, cfg, corpus.run_token)]
         by_node: Counter[str] = Counter()
-        for n, item in enumerate(engine.run(pending, steps), 1):
+        env = store_environment() if store is not None else None
+        for n, item in enumerate(engine.run(pending, steps, env), 1):
             by_node[item.get("node", "?")] += 1
             log.info("progress: %d/%d chunks done (chunk %d on %s)", n, len(pending), item["chunk"], item.get("node"))
         if pending:
@@ -229,8 +286,14 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
         del limiter
         if own_engine and isinstance(engine, RayEngine):
             engine.shutdown()
-    stats = write_stats(corpus, cfg)
-    return PrepareResult(corpus, stats, time.perf_counter() - t0)
+    if store is None:
+        stats = write_stats(corpus, cfg)
+    else:
+        store.check_fence(corpus.run_token)
+        store.pull_metadata(corpus)
+        stats = write_stats(corpus, cfg, store.shard_list())
+        store.push(corpus, "stats.json", "manifest.json")
+    return PrepareResult(corpus, stats, time.perf_counter() - t0, output)
 
 
 def _has_youtube(corpus: Corpus) -> bool:
@@ -260,7 +323,16 @@ def latest_status(corpus: Corpus) -> dict[str, dict[str, Any]]:
     return out
 
 
-def summarise(corpus: Corpus) -> dict[str, Any]:
+def local_shards(corpus: Corpus) -> list[dict[str, Any]]:
+    """manifest.json's shard entries for a corpus folder: path, rows, bytes."""
+    d = corpus.stage_dir("frames")
+    return [{"path": str(p.relative_to(corpus.root)), "rows": pq.ParquetFile(p).metadata.num_rows,
+             "bytes": p.stat().st_size} for p in (sorted(d.glob("shard-*.parquet")) if d.exists() else [])]
+
+
+def summarise(corpus: Corpus, shard_list: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Counts from the ledger and the shard list (``shard_list``: that of a published corpus, else the
+    folder's own)."""
     per_stage: dict[str, Counter] = defaultdict(Counter)
     errors: dict[str, Counter] = defaultdict(Counter)
     filters: Counter = Counter()
@@ -272,9 +344,7 @@ def summarise(corpus: Corpus) -> dict[str, Any]:
         if row["stage"] in ("windows", "frames") and row["details"]:
             details = json.loads(row["details"])
             filters.update({k: v for k, v in details.items() if isinstance(v, int) and k != "frames"})
-    shards = sorted(corpus.stage_dir("frames").glob("shard-*.parquet")) if corpus.stage_dir("frames").exists() else []
-    shard_list = [{"path": str(p.relative_to(corpus.root)), "rows": pq.ParquetFile(p).metadata.num_rows,
-                   "bytes": p.stat().st_size} for p in shards]
+    shard_list = local_shards(corpus) if shard_list is None else shard_list
     # A rejected input line (a bad ID, a duplicate, an unreadable info JSON) is not a video.
     latest = [r for r in latest_status(corpus).values() if r["stage"] != "input"]
     finals = Counter(r["status"] if r["stage"] == "frames" or r["status"] != "ok" else "incomplete" for r in latest)
@@ -291,8 +361,8 @@ def summarise(corpus: Corpus) -> dict[str, Any]:
     }
 
 
-def write_stats(corpus: Corpus, cfg: PrepareConfig) -> dict[str, Any]:
-    summary = summarise(corpus)
+def write_stats(corpus: Corpus, cfg: PrepareConfig, shard_list: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    summary = summarise(corpus, shard_list)
     stats = {k: v for k, v in summary.items() if k != "shards"}
     write_json(stats, corpus.root / "stats.json")
     write_json({
@@ -306,25 +376,37 @@ def write_stats(corpus: Corpus, cfg: PrepareConfig) -> dict[str, Any]:
     return stats
 
 
-def retry_failed(corpus: Corpus) -> dict[str, int]:
-    """Reopen exactly the chunks that hold retryable download failures for the next `prepare`.
+def retry_failed(corpus: Corpus | str) -> dict[str, int]:
+    """Reopen exactly the chunks that hold retryable download failures for the next `prepare`, in a corpus
+    folder or under a URI.
 
-    A reopened chunk's download ledger part moves to ``ledger/download/history/`` (each video's attempt
-    history) and the chunk's ledger parts are removed. The next download of the chunk fetches only
-    the retryable failures: a video already downloaded is found complete in raw/, and a final failure
-    (404, private, removed...) is carried over from the history without any request."""
+    A reopened chunk's later stages lose their ledger parts first, then its download ledger part moves to
+    ``ledger/download/history/`` (each video's attempt history): a run killed in between leaves at worst
+    later stages to redo. The next download of the chunk fetches only the retryable failures: a video
+    already downloaded is found complete in raw/, and a final failure (404, private, removed...) is carried
+    over from the history without any request."""
+    location = corpus if isinstance(corpus, str) else str(corpus.root)
+    fs, parts = list_files(location, "ledger/download")
+    _, root = filesystem_of(location)
     reopened: dict[str, int] = {}
-    d = corpus.ledger_dir("download")
-    for part in sorted(d.glob("*.parquet")) if d.exists() else []:
-        rows = read_rows(part)
+    for info in parts:
+        rows = read_rows(info.path, fs)
         retry = [r for r in rows if r["status"] == "error" and json.loads(r["details"] or "{}").get("retryable")]
         if retry:
             chunk = rows[0]["chunk"]
-            history = d / "history"
-            history.mkdir(exist_ok=True)
-            n = len(list(history.glob(f"{part.stem}-*.parquet")))
-            part.replace(history / f"{part.stem}-{n:03d}.parquet")
-            for stage in STAGE_ORDER:
-                corpus.ledger_part(stage, chunk).unlink(missing_ok=True)
+            stem = info.base_name.removesuffix(".parquet")
+            _, history = list_files(location, "ledger/download/history")
+            n = sum(h.base_name.startswith(f"{stem}-") for h in history)
+            for stage in STAGE_ORDER[1:]:
+                _delete(fs, f"{root}/ledger/{stage}/{chunk_name(chunk)}")
+            fs.create_dir(f"{root}/ledger/download/history")
+            fs.move(info.path, f"{root}/ledger/download/history/{stem}-{n:03d}.parquet")
             reopened[str(chunk)] = len(retry)
     return reopened
+
+
+def _delete(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass

@@ -8,13 +8,13 @@ measured effect are in docs/benchmarks.md ("Storage"), from ``bench/bench_data.p
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tvts_data.corpus import Corpus
+from tvts_data.corpus import OUTPUT_DIRS, Corpus
+from tvts_data.remote import file_size, list_files
 
 YT_TEMPORAL_VIDEOS = 6_000_000  # the paper's pretraining corpus (Sec. 4.1)
 
@@ -58,27 +58,31 @@ class StorageBill:
         return out
 
 
-def measure_corpus(corpus: Corpus) -> StorageBill:
-    """The bill of a corpus built by `tvts-data prepare`, from its shards and words tables."""
-    shard_paths = sorted(corpus.stage_dir("frames").glob("shard-*.parquet"))
+def measure_corpus(corpus: Corpus | str) -> StorageBill:
+    """The bill of a corpus built by `tvts-data prepare` (a folder or a URI), from its shards and words."""
+    location = corpus if isinstance(corpus, str) else str(corpus.root)
+    fs, shard_files = list_files(location, OUTPUT_DIRS["frames"])
     windows, shard_bytes, with_windows = 0, 0, set()
-    for path in shard_paths:
-        table = pq.read_table(path, columns=["video_id"])
+    for info in shard_files:
+        if not info.base_name.startswith("shard-"):
+            continue
+        table = pq.read_table(info.path, columns=["video_id"], filesystem=fs)
         windows += table.num_rows
-        shard_bytes += path.stat().st_size
+        shard_bytes += info.size
         with_windows.update(pc.unique(table.column("video_id")).to_pylist())
     seconds, source_bytes, missing = 0.0, 0, False
     seen: set[str] = set()
-    for path in sorted(corpus.stage_dir("words").glob("*.parquet")):
-        for row in pq.read_table(path, columns=["video_id", "video_path", "duration"]).to_pylist():
+    fs, words_files = list_files(location, OUTPUT_DIRS["words"])
+    for info in words_files:
+        for row in pq.read_table(info.path, columns=["video_id", "video_path", "duration"],
+                                 filesystem=fs).to_pylist():
             if row["video_id"] not in with_windows or row["video_id"] in seen:
                 continue
             seen.add(row["video_id"])
             seconds += row["duration"] or 0.0
-            try:
-                source_bytes += os.stat(row["video_path"]).st_size
-            except (OSError, TypeError):
-                missing = True
+            size = file_size(row["video_path"]) if row["video_path"] else None
+            missing = missing or size is None
+            source_bytes += size or 0
     return StorageBill(videos=len(seen), windows=windows, shard_bytes=shard_bytes, source_seconds=seconds,
                        source_bytes=None if missing or not seen else source_bytes)
 

@@ -62,6 +62,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from tvts_data.remote import is_remote, resolve_uri
 from tvts_data.schema import SchemaVersionError, check_version
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,6 @@ class Unit:
         return self.stop - self.start
 
 
-def is_remote(spec: str) -> bool:
-    """A URI pyarrow resolves to a remote filesystem (``s3://``, ``gs://``, ``hdfs://``...)."""
-    return "://" in spec and not spec.startswith("file://")
-
-
 def list_shards(spec: str | os.PathLike) -> list[str]:
     """Shard files of a corpus folder (its ``shards/``), any folder, a glob, or a text file of paths;
     or the same folder layout behind a URI (``s3://bucket/corpus``), listed without copying anything.
@@ -131,7 +127,7 @@ def _list_remote(uri: str) -> list[str]:
     ``?region=``) travels with every file."""
     base, _, query = uri.partition("?")
     suffix = f"?{query}" if query else ""
-    fs, root = pafs.FileSystem.from_uri(uri)
+    fs, root = resolve_uri(uri)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.File:
         return [uri]
@@ -151,7 +147,7 @@ def open_shard(path: str, cache_dir: str | None = None) -> pq.ParquetFile:
     locally from then on."""
     if not is_remote(path):
         return pq.ParquetFile(path)
-    fs, inner = pafs.FileSystem.from_uri(path)  # per process and call: S3 clients must not cross a fork
+    fs, inner = resolve_uri(path)  # per process and call: S3 clients must not cross a fork
     if cache_dir is None:
         return pq.ParquetFile(fs.open_input_file(inner))
     local = os.path.join(cache_dir, path.split("://", 1)[0], inner.lstrip("/"))

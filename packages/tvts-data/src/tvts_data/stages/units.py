@@ -96,6 +96,8 @@ def run_words(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, 
 
     def apply(src: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         row = extract_words(src, corpus.raw, cfg, transcribe)
+        if src["kind"] == "youtube":  # where readers find the download (a bucket URI for a published corpus)
+            row["video_path"] = corpus.public_path(Path(row["video_path"]))
         return [row], {"words": len(row["words"]), "timing": row["timing"], "format": row["source_format"]}
 
     outputs, ledger = apply_per_video("words", chunk, [(s["video_id"], s) for s in sources], apply)
@@ -137,6 +139,10 @@ def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str
 def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
     _require(corpus, "frames", "windows", chunk)
     windows = read_rows(corpus.chunk_file("windows", chunk))
+    downloaded = {s["video_id"] for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"}
+    for w in windows:  # a download is read from this corpus's raw/, wherever the words stage saw it
+        if w["video_id"] in downloaded:
+            w["video_path"] = str(raw_video(corpus, w["video_id"], cfg))
     timeout = cfg.frames.decode_timeout_s
 
     with DecodeHelper() as helper:
@@ -153,6 +159,13 @@ def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str,
     if cfg.download.delete_raw_after_frames:
         delete_raw_videos(corpus, ledger)
     return ledger
+
+
+def raw_video(corpus: Corpus, video_id: str, cfg: PrepareConfig) -> Path:
+    """The downloaded video of ``video_id`` in the corpus's raw/ (a path that does not exist when it is gone:
+    the frames stage then records the video as unreadable)."""
+    found = sorted(p for p in corpus.raw.glob(f"{video_id}.*") if p.suffix in cfg.input.video_extensions)
+    return found[0] if found else corpus.raw / f"{video_id}.mp4"
 
 
 def write_shards(corpus: Corpus, chunk: int, rows: list[dict[str, Any]], cfg: PrepareConfig) -> list[str]:
@@ -203,9 +216,11 @@ def run_download(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[st
         if src.get("annotation_path"):  # a saved info JSON: re-fetch without extracting again
             ref = json.loads(Path(src["annotation_path"]).read_text())
         result = download_video(ref, corpus.raw, download_cfg, limiter=limiter)
+        # "files": the raw files of the video, its info JSON (the mark of a complete download) last
         details = {"retryable": result.retryable} if result.status != "ok" else {
             "caption": Path(result.caption_path).name if result.caption_path else None,
-            "translated": result.caption_translated}
+            "translated": result.caption_translated,
+            "files": [Path(p).name for p in (result.video_path, result.caption_path, result.info_path) if p]}
         return ledger_row(src["video_id"], "download", chunk, status=result.status, kind=result.error_kind,
                           message=result.message or None, attempts=result.attempts, nbytes=result.bytes,
                           seconds=result.seconds, outputs=int(result.status == "ok"), details=details)
