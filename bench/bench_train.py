@@ -16,6 +16,7 @@ numbers and the ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -36,12 +37,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from tvts_data.config import FramesConfig, WindowsConfig  # noqa: E402
 from tvts_data.corpus import write_rows  # noqa: E402
 from tvts_data.media import resized_size  # noqa: E402
-from tvts_data.schema import SHARD  # noqa: E402
+from tvts_data.schema import SHARD, with_version  # noqa: E402
 from tvts_data.stages.frames import decode_video_windows  # noqa: E402
 from tvts_data.stages.windows import cut_windows  # noqa: E402
 from tvts_data.synth.video import CameraScene, render_video  # noqa: E402
@@ -50,13 +52,16 @@ from tvts_train.data import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     HFTokenize,
-    normalize_video,
     SampleSpec,
     ShardLoader,
+    WorkerPos,
     build_loader,
     collate,
     crop_origin,
+    decode_batch,
+    normalize_video,
     tsn_indices,
+    worker_batches,
 )
 from tvts_train.model import TVTS  # noqa: E402
 
@@ -94,7 +99,7 @@ def words_row(video_id: str, path: Path, seconds: float, seed: int) -> dict[str,
 
 
 def build_corpus(root: Path, n_videos: int, seconds: float, size: tuple[int, int], keyint: int,
-                 content: str = "shapes") -> dict[str, Any]:
+                 content: str = "shapes", frames_cfg: FramesConfig | None = None) -> dict[str, Any]:
     """Render videos, cut Eq. 1 windows, decode them into one SHARD file; returns paths and facts.
     ``content``: "shapes" (flat shapes on a gradient) or "camera" (camera-like footage, CameraScene),
     whose JPEGs are ~3x larger and slower to decode."""
@@ -113,19 +118,26 @@ def build_corpus(root: Path, n_videos: int, seconds: float, size: tuple[int, int
     for i, path in enumerate(paths):
         cut, _ = cut_windows(words_row(path.stem, path, seconds, i), WindowsConfig())
         windows.extend(cut)
-        decoded, failed = decode_video_windows(cut, FramesConfig())
+        decoded, failed = decode_video_windows(cut, frames_cfg or FramesConfig())
         if failed:
             raise RuntimeError(f"{failed} windows of {path} failed to decode; the benchmark needs all")
         rows.extend(decoded)
     frames_s = time.perf_counter() - t0
     shard = shard_dir / "shard-00000-000.parquet"
     shard_bytes = write_rows(rows, shard, SHARD, row_group_size=8)
+    # The same rows as shards were written before frames were stored plain (zstd and a dictionary on
+    # every column): the loader is timed on both to show what the encoding does to the read.
+    legacy_dir = root / "shards-zstd-frames"
+    legacy_dir.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=with_version(SHARD)), legacy_dir / shard.name,
+                   row_group_size=8, compression="zstd")
     mp4_bytes = sum(p.stat().st_size for p in paths)
     log.info("corpus: %d videos rendered in %.1f s, %d windows decoded in %.1f s, shard %.1f MB",
              n_videos, render_s, len(rows), frames_s, shard_bytes / 1e6)
     return {
-        "shard_dir": shard_dir, "windows": windows,
-        "facts": {"content": content, "videos": n_videos, "seconds_per_video": seconds, "size": list(size), "fps": 25, "keyint": keyint,
+        "shard_dir": shard_dir, "legacy_shard_dir": legacy_dir, "windows": windows,
+        "facts": {"content": content, "short_side": (frames_cfg or FramesConfig()).short_side,
+                  "jpeg_quality": (frames_cfg or FramesConfig()).jpeg_quality, "videos": n_videos, "seconds_per_video": seconds, "size": list(size), "fps": 25, "keyint": keyint,
                   "windows": len(rows), "frames_per_window_stored": len(rows[0]["frames"]),
                   "stored_frame_size": [rows[0]["height"], rows[0]["width"]], "shard_bytes": shard_bytes,
                   "shard_bytes_per_window": shard_bytes / len(rows), "mp4_bytes": mp4_bytes,
@@ -165,7 +177,7 @@ class Mp4Clips:
         y, x = crop_origin(frames.shape[1], frames.shape[2], self.spec.crop_size, rng)
         s = self.spec.crop_size
         perm = rng.permutation(self.spec.K)
-        return {"clip": np.ascontiguousarray(frames[:, y : y + s, x : x + s]),  # (T, S, S, 3)
+        return {"crops": list(frames[:, y : y + s, x : x + s]),  # T views of (S, S, 3)
                 "texts": [window["texts"][j] for j in perm], "order": perm, "window_id": window["window_id"],
                 "frame_index": pick, "crop_yx": (y, x)}
 
@@ -183,6 +195,10 @@ class Mp4Clips:
 def _timed_pass(batches: Iterator[dict[str, Any]]) -> dict[str, float]:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     clips = sum(int(b["video"].shape[0]) for b in batches)
+    return _timing(clips, wall0, cpu0)
+
+
+def _timing(clips: int, wall0: float, cpu0: float) -> dict[str, float]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"clips": clips, "wall_s": wall, "cpu_s": cpu,
             "clips_per_s_wall": clips / wall, "clips_per_cpu_s": clips / cpu}
@@ -199,7 +215,7 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
     torch.set_num_threads(1)  # one core: normalisation runs in torch
     pa.set_cpu_count(1)  # and Parquet decompression in Arrow's pool
     try:
-        mp4 = Mp4Clips(corpus["windows"], SampleSpec.from_config(data, train=True), FramesConfig().short_side)
+        mp4 = Mp4Clips(corpus["windows"], SampleSpec.from_config(data, train=True), corpus["facts"]["short_side"])
 
         def shard_loader() -> ShardLoader:
             # A fresh loader per pass (a finished one has nothing left); it is built outside the timing
@@ -211,18 +227,38 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             return build_loader(corpus["shard_dir"], data, batch_size=batch_size, train=True, tokenize=tokenize,
                                 epochs=1, decoder=decoder_name)
 
+        shipped = dataclasses.replace(data, decode="device")
+
+        def shipping_worker() -> Iterator[dict[str, Any]]:
+            # What a loader worker does when the GPU decodes: read, TSN pick, crop origins, tokenise, pack
+            # the JPEG bytes; decode_batch (below) is the main process's share.
+            loader = build_loader(corpus["shard_dir"], shipped, batch_size=batch_size, train=True,
+                                  tokenize=tokenize, epochs=1)
+            return (b for b in worker_batches(loader.plan, 0, WorkerPos(), tokenize) if "jpeg_data" in b)
+
+        def decode_in_main(batches: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            spec = dataclasses.replace(shard_loader().plan.spec, ship_jpeg=True)
+            return (decode_batch(dict(b), spec, torch.device("cpu"))[0] for b in batches)
+
         next(iter(shard_loader())), next(mp4.batches(2, tokenize, seed=12345))  # warm-up: libraries, tokenizer
         decoder = shard_loader().plan.spec.decoder
-        shards, videos, pil = [], [], []
+        shards, videos, pil, ship, main_decode, legacy = [], [], [], [], [], []
         for r in range(rounds):
             loader = shard_loader()
             shards.append(_timed_pass(iter(loader)))
+            legacy.append(_timed_pass(iter(build_loader(corpus["legacy_shard_dir"], data, batch_size=batch_size,
+                                                        train=True, tokenize=tokenize, epochs=1))))
             if decoder != "pil":  # the previous default, on the same windows, for the side-by-side figure
                 pil.append(_timed_pass(iter(shard_loader_with("pil"))))
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            packed = list(shipping_worker())
+            ship.append(_timing(sum(len(b["window_id"]) for b in packed), wall0, cpu0))
+            main_decode.append(_timed_pass(decode_in_main(packed)))
             videos.append(_timed_pass(mp4.batches(batch_size, tokenize, seed=r)))
-            log.info("loader round %d: shards %.1f clips/cpu-s (%s)%s, mp4 %.2f clips/cpu-s", r,
-                     shards[-1]["clips_per_cpu_s"], decoder,
-                     f", {pil[-1]['clips_per_cpu_s']:.1f} (pil)" if pil else "", videos[-1]["clips_per_cpu_s"])
+            log.info("loader round %d: shards %.1f clips/cpu-s (%s)%s; GPU-decode path: workers %.1f, its CPU "
+                     "fallback decode %.1f; mp4 %.2f clips/cpu-s", r, shards[-1]["clips_per_cpu_s"], decoder,
+                     f", {pil[-1]['clips_per_cpu_s']:.1f} (pil)" if pil else "", ship[-1]["clips_per_cpu_s"],
+                     main_decode[-1]["clips_per_cpu_s"], videos[-1]["clips_per_cpu_s"])
         profile = profile_shard_pass(shard_loader())
         normalise = normalise_costs(batch_size, data.frames, data.crop_size)
     finally:
@@ -236,6 +272,13 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
                    "clips_per_s_wall": med(shards, "clips_per_s_wall"), "runs": shards},
         "shards_pil": ({"clips_per_core_s": med(pil, "clips_per_cpu_s"), "runs": pil} if pil else None),
         "ratio_decoder_over_pil": (med(shards, "clips_per_cpu_s") / med(pil, "clips_per_cpu_s") if pil else None),
+        "shards_zstd_frames": {"clips_per_core_s": med(legacy, "clips_per_cpu_s"), "runs": legacy},
+        "gpu_decode_path": {
+            "worker_clips_per_core_s": med(ship, "clips_per_cpu_s"),
+            "cpu_fallback_decode_clips_per_core_s": med(main_decode, "clips_per_cpu_s"),
+            "cpu_fallback_total_clips_per_core_s": 1.0 / (1.0 / med(ship, "clips_per_cpu_s")
+                                                          + 1.0 / med(main_decode, "clips_per_cpu_s")),
+            "worker_runs": ship, "decode_runs": main_decode},
         "mp4": {"clips_per_core_s": med(videos, "clips_per_cpu_s"),
                 "clips_per_s_wall": med(videos, "clips_per_s_wall"), "runs": videos},
         "ratio_shards_over_mp4": ratio_cpu,
@@ -260,6 +303,12 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             "the ratio uses CPU time (robust to other processes), the wall-clock ratio is given beside it",
             "shards_cpu_ms_per_clip_by_step comes from one extra cProfile'd pass: cProfile inflates the "
             "Python-heavy steps (PIL's open/convert wrappers most), so read it as a split, not a sum",
+            "shards_zstd_frames: the same loader on the same rows written as before frames were stored plain "
+            "(zstd and dictionary pages on the frames column too)",
+            "gpu_decode_path (data.decode=device): worker_clips_per_core_s is a loader worker's rate when it "
+            "ships JPEG bytes and crop origins (read, TSN pick, tokenise, pack; no decode); "
+            "cpu_fallback_decode_clips_per_core_s is tvts_train.data.decode_batch on the CPU (no GPU here: the "
+            "fallback, the same pixels as decoding in the workers); on a GPU that share runs as nvJPEG instead",
             "normalise_cpu_ms_per_clip: tvts_train.data.collate as it is now (tokenizer off) against transposing "
             "uint8 to channels-first then normalising in place, and against shipping uint8 (normalise on GPU)",
             "the synthetic videos (moving shapes) decode faster than real YouTube video at the same size "
@@ -304,18 +353,18 @@ def normalise_costs(batch_size: int, frames: int, crop: int) -> dict[str, Any]:
     shipping uint8 to normalise on the GPU (where it is free), bound what the collate can cost on CPU.
     """
     rng = np.random.default_rng(0)
-    samples = [{"clip": rng.integers(0, 256, (frames, crop, crop, 3), dtype=np.uint8), "texts": ["a"] * 4,
+    samples = [{"crops": list(rng.integers(0, 256, (frames, crop, crop, 3), dtype=np.uint8)), "texts": ["a"] * 4,
                 "order": np.arange(4), "window_id": "x", "frame_index": np.arange(frames), "crop_yx": (0, 0)}
                for _ in range(batch_size)]
     mean = torch.tensor(IMAGENET_MEAN).mul(255.0).view(1, 3, 1, 1, 1)
     std = torch.tensor(IMAGENET_STD).mul(255.0).view(1, 3, 1, 1, 1)
 
     def channels_first() -> torch.Tensor:
-        clips = torch.from_numpy(np.stack([s["clip"] for s in samples]))  # (B, T, H, W, 3) uint8
+        clips = torch.from_numpy(np.stack([np.stack(s["crops"]) for s in samples]))  # (B, T, H, W, 3) uint8
         return clips.permute(0, 4, 1, 2, 3).contiguous().float().sub_(mean).div_(std)  # (B, 3, T, H, W)
 
     def uint8_only() -> torch.Tensor:
-        return torch.from_numpy(np.stack([s["clip"] for s in samples])).permute(0, 4, 1, 2, 3).contiguous()
+        return torch.from_numpy(np.stack([np.stack(s["crops"]) for s in samples])).permute(0, 4, 1, 2, 3).contiguous()
 
     out: dict[str, Any] = {}
     ways = (("loader_collate", lambda: collate(samples, None)),
@@ -424,6 +473,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loader-batch", type=int, default=8)
     p.add_argument("--content", choices=("shapes", "camera"), default="camera",
                    help="rendered content: camera-like footage (default) or flat shapes")
+    p.add_argument("--jpeg-quality", type=int, default=FramesConfig().jpeg_quality, help="stored frames' quality")
+    p.add_argument("--short-side", type=int, default=FramesConfig().short_side, help="stored frames' short side")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-gpu", action="store_true")
@@ -442,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                   "processes; wall-clock step times on a loaded 2-core machine can move several-fold between runs"],
     }
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        corpus = build_corpus(Path(tmp), args.videos, args.seconds, (640, 360), args.keyint, args.content)
+        frames_cfg = FramesConfig(short_side=args.short_side, jpeg_quality=args.jpeg_quality)
+        corpus = build_corpus(Path(tmp), args.videos, args.seconds, (640, 360), args.keyint, args.content, frames_cfg)
         report["corpus"] = corpus["facts"]
         report["loader"] = bench_loader(corpus, args.rounds, args.loader_batch)
     report["train_step_cpu"] = bench_tiny_step([2, 8], args.steps, args.warmup)

@@ -171,3 +171,67 @@ def test_a_missing_bucket_is_one_clear_error(sample, bucket, tmp_path, caplog):
     assert code == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "s3://no-such-bucket/corpus" in errors[0] and "AWS_" in errors[0]
+
+
+def test_extra_shard_parts_go_from_the_top_so_a_kill_never_leaves_a_gap(bucket, tmp_path, monkeypatch):
+    """An earlier attempt left parts 0-4 of a chunk; the new one has 2. A kill during the deletions leaves
+    the extras contiguous, so the next publish still finds and deletes every one of them."""
+    store = ObjectCorpus(f"s3://{BUCKET}/parts")
+    (tmp_path / "p").write_bytes(b"x")
+    for part in range(5):
+        store.put(tmp_path / "p", f"shards/shard-00007-{part:03d}.parquet")
+    real_delete, calls = store.delete, []
+
+    def killed_after_one(rel: str) -> None:
+        if calls:
+            raise KeyboardInterrupt  # the kill
+        calls.append(rel)
+        real_delete(rel)
+
+    monkeypatch.setattr(store, "delete", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        store._delete_extra_parts(7, 2, None)
+    assert sorted(bucket_files(bucket, "parts")) == [f"shards/shard-00007-{p:03d}.parquet" for p in range(4)]
+    monkeypatch.setattr(store, "delete", real_delete)
+    store._delete_extra_parts(7, 2, None)
+    assert sorted(bucket_files(bucket, "parts")) == [f"shards/shard-00007-{p:03d}.parquet" for p in range(2)]
+
+
+def test_public_paths_keep_the_uri_query_last(tmp_path):
+    from tvts_data.corpus import Corpus
+
+    work = Corpus(tmp_path, location="s3://b/c?endpoint_override=http://127.0.0.1:9000")
+    assert work.public_path(tmp_path / "raw" / "v.mp4") == "s3://b/c/raw/v.mp4?endpoint_override=http://127.0.0.1:9000"
+    assert Corpus(tmp_path).public_path(tmp_path / "raw" / "v.mp4") == str(tmp_path / "raw" / "v.mp4")
+
+
+def test_retry_failed_on_a_uri_without_a_corpus_is_an_error(bucket):
+    from tvts_data.runner import retry_failed
+
+    with pytest.raises(FileNotFoundError, match="not a corpus"):
+        retry_failed(f"s3://{BUCKET}/nothing-here")
+
+
+def test_a_seed_cut_short_is_finished_by_the_rerun(killed_and_resumed, bucket, tmp_path):
+    """seed_from_corpus copies file by file and skips what is there: a copy the kill cut short (a missing
+    object) is finished by the next run instead of the folder being taken as done."""
+    from tvts_data.runner import seed_from_corpus
+
+    uri = killed_and_resumed[0]
+    seed_from_corpus(f"s3://{BUCKET}/seeded", uri, "frames")
+    copied = bucket_files(bucket, "seeded")
+    assert {n for n in copied if n.startswith("windows/")} == {n for n in bucket_files(bucket, "killed")
+                                                                if n.startswith("windows/")}
+    victim = sorted(n for n in copied if n.startswith("windows/"))[0]
+    bucket.delete_file(f"{BUCKET}/seeded/{victim}")
+    seed_from_corpus(f"s3://{BUCKET}/seeded", uri, "frames")
+    assert set(bucket_files(bucket, "seeded")) == set(copied)
+
+
+def test_an_unreachable_store_is_not_mistaken_for_a_newer_run(bucket):
+    """The fence reads the run token: a network error must surface as itself, never as 'another prepare
+    run claimed this corpus' (which would stop a live run with the wrong reason)."""
+    store = ObjectCorpus("s3://b/c?endpoint_override=http://127.0.0.1:1&scheme=http")
+    with pytest.raises(OSError) as err:
+        store.check_fence("abc")
+    assert not isinstance(err.value, StaleRunError) and "Could not connect" in str(err.value)

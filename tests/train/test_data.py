@@ -296,3 +296,87 @@ def test_every_jpeg_decoder_gives_the_same_pixels():
             decode_frame(bad, "jpeg", 72, 128, "simplejpeg")
     with pytest.raises(ValueError, match="unknown JPEG decoder"):
         pick_decoder("libjpeg")
+
+
+def _expected_video(corpus: Path, batch: dict, crop: int) -> torch.Tensor:
+    """The batch's clips rebuilt from the shard rows by hand: PIL decode of the chosen stored frames,
+    the reported crop, stacked channels-first."""
+    rows = {r["window_id"]: r for p in sorted(corpus.glob("*.parquet")) for r in pq.read_table(p).to_pylist()}
+    clips = []
+    for b, wid in enumerate(batch["window_id"]):
+        row, (y, x) = rows[wid], batch["crop_yx"][b].tolist()
+        frames = [decode_frame(row["frames"][i], row["frame_format"], row["height"], row["width"], "pil")
+                  for i in batch["frame_index"][b].tolist()]
+        clips.append(np.stack([f[y : y + crop, x : x + crop] for f in frames]))  # (T, S, S, 3)
+    return torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3)  # (B, 3, T, S, S)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_jpegs_decoded_in_the_main_process_give_the_same_batches(corpus, workers):
+    """data.decode=device on a machine without a GPU: workers ship JPEG bytes and crop origins, the main
+    process decodes with the CPU decoder (no torchvision): the same batches, bit for bit, as decoding in
+    the workers, and both equal the stored frames decoded and cropped by hand."""
+    kw = dict(batch_size=3, train=True, rank=0, world_size=1)
+    in_workers = list(islice(build_loader(corpus, data_cfg(num_workers=workers, decode="worker"), **kw), 6))
+    shipped = build_loader(corpus, data_cfg(num_workers=workers, decode="device"), **kw)
+    assert shipped.plan.spec.ship_jpeg and not build_loader(corpus, data_cfg(), **kw).plan.spec.ship_jpeg
+    in_main = list(islice(shipped, 6))
+    for a, b in zip(in_workers, in_main, strict=True):
+        assert a["window_id"] == b["window_id"] and a["texts"] == b["texts"]
+        assert torch.equal(a["order"], b["order"]) and torch.equal(a["crop_yx"], b["crop_yx"])
+        assert a["video"].shape == b["video"].shape == (3, 3, 8, 64, 64) and b["video"].dtype == torch.uint8
+        assert torch.equal(a["video"], b["video"])
+        assert torch.equal(b["video"], _expected_video(corpus, b, 64))
+        assert "jpeg_data" not in b
+
+
+def test_the_batch_video_is_a_channels_first_view_normalised_contiguous(corpus):
+    """The crops are written once into a (B, T, H, W, 3) buffer and handed out as a channels-first view
+    (no transpose copy in the workers); normalize_video returns a contiguous tensor all the same."""
+    batch = next(iter(build_loader(corpus, data_cfg(), batch_size=4, train=True)))
+    video = batch["video"]
+    assert video.shape == (4, 3, 8, 64, 64) and not video.is_contiguous()
+    assert video.permute(0, 2, 3, 4, 1).is_contiguous()
+    out = normalize_video(video)
+    assert out.is_contiguous() and torch.equal(out, normalize_video(video.contiguous()))
+
+
+def test_a_bad_jpeg_shipped_to_the_main_process_is_skipped_and_counted(tmp_path, caplog):
+    rows = [window_row(i) for i in range(6)]
+    rows[2]["frames"] = [b[:40] for b in rows[2]["frames"]]  # truncated: only decoding finds out
+    write_shard(tmp_path / "s.parquet", rows)
+    loader = build_loader(tmp_path, data_cfg(decode="device"), batch_size=3, train=False)
+    with caplog.at_level(logging.WARNING, logger="tvts_train.data"):
+        batches = list(loader)
+    assert [len(b["window_id"]) for b in batches] == [2, 3]
+    assert all(b["video"].shape[0] == b["order"].shape[0] == len(b["texts"]) for b in batches)
+    assert sorted(window_number(w) for b in batches for w in b["window_id"]) == [0, 1, 3, 4, 5]
+    assert loader.counters()["skipped_samples"] == 1 and "undecodable JPEG" in caplog.text
+    assert loader.state_dict()["decode_skipped"] == 1
+
+
+def test_num_workers_auto_divides_the_cores_among_the_ranks_of_a_node():
+    from tvts_train.data import resolve_num_workers
+
+    assert resolve_num_workers("auto", local_world_size=8, cores=192) == 23  # one core per rank's own process
+    assert resolve_num_workers("auto", local_world_size=1, cores=2) == 1
+    assert resolve_num_workers("auto", local_world_size=8, cores=8) == 1  # never zero: one worker at least
+    assert resolve_num_workers("auto", local_world_size=1, cores=256) == 32  # capped
+    assert resolve_num_workers(3, local_world_size=8, cores=192) == 3  # a number stays as given
+    with pytest.raises(ValueError, match="num_workers"):
+        build_loader(Path("."), data_cfg(num_workers="auto"), batch_size=1)
+
+
+def test_a_corpus_whose_jpegs_never_decode_on_the_device_is_an_error(tmp_path, monkeypatch):
+    """Shipped JPEGs are decoded only in the main process, so the workers cannot tell that no sample is
+    usable: the loader stops with an error instead of looping over empty batches."""
+    import tvts_train.data as data_mod
+
+    monkeypatch.setattr(data_mod, "MAX_EMPTY_BATCHES", 5)
+    rows = [window_row(i) for i in range(4)]
+    for row in rows:
+        row["frames"] = [b"\xff\xd8 not a jpeg"] * len(row["frames"])
+    write_shard(tmp_path / "s.parquet", rows)
+    loader = build_loader(tmp_path, data_cfg(decode="device"), batch_size=2, train=True)
+    with pytest.raises(RuntimeError, match="none of the last 5 batches"):
+        next(iter(loader))

@@ -46,6 +46,20 @@ def test_infonce_matches_the_formula_written_out():
     )
 
 
+def test_infonce_keeps_float32_similarities_under_autocast():
+    """Under bf16 autocast the similarity matmul would run in bf16 (3 significant digits at tau=0.05): the
+    loss and its gradient must be those of float32."""
+    g = torch.Generator().manual_seed(0)
+    v, t = torch.randn(16, 32, generator=g, requires_grad=True), torch.randn(16, 32, generator=g)
+    loss = InfoNCE(0.05, gather=False)
+    want = loss(v, t)
+    (want_grad,) = torch.autograd.grad(want, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(v, t)
+    (got_grad,) = torch.autograd.grad(got, v)
+    assert got.dtype == torch.float32 and torch.equal(got, want) and torch.equal(got_grad, want_grad)
+
+
 def test_infonce_ignores_scale_of_embeddings():
     v, t = torch.randn(4, 8), torch.randn(4, 8)
     torch.testing.assert_close(InfoNCE()(v, t), InfoNCE()(3 * v, 0.5 * t))  # cosine, not dot product

@@ -114,6 +114,27 @@ def test_masking_gathers_after_position_embedding(tiny_video_cfg):
     torch.testing.assert_close(full[:, 0], cls.expand(2, -1))
 
 
+def test_projecting_only_the_kept_cubes_is_the_same_function(tiny_video_cfg):
+    """model.video.embed_kept_only: the kept cubes gathered and projected by the Conv3d's weights as a
+    matmul give the tokens (and gradients) of projecting every cube and dropping the masked ones."""
+    torch.manual_seed(0)
+    full = VideoViT(tiny_video_cfg)
+    kept = VideoViT(replace(tiny_video_cfg, embed_kept_only=True))
+    kept.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        full.pos_embed_temporal.normal_()
+        kept.pos_embed_temporal.copy_(full.pos_embed_temporal)
+    video = torch.randn(2, 3, 4, 64, 64)
+    a = full.forward_features(video, 0.75, generator=torch.Generator().manual_seed(5))
+    b = kept.forward_features(video, 0.75, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    torch.testing.assert_close(full.patch_embed.proj.weight.grad, kept.patch_embed.proj.weight.grad,
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(kept.forward_features(video), full.forward_features(video))  # eval: no masking
+
+
 def test_attention_goes_through_sdpa(tiny_video_cfg, monkeypatch):
     calls = []
     real = F.scaled_dot_product_attention

@@ -77,6 +77,10 @@ class RunConfig:
     # Local disk where each worker builds its chunks (and the driver mirrors the ledger) when --output is
     # an object-store URI; None: the system temp dir. Needs room for a chunk's raw videos and shards.
     scratch_dir: str | None = None
+    # --output a URI: hand the driver's AWS_*/GOOGLE_*/GCS_*/AZURE_* variables to the chunk tasks (Ray's
+    # runtime environment), so workers reach the bucket as the driver does. They are then visible in Ray's
+    # job metadata and dashboard: on a cluster whose nodes have their own credentials, set false.
+    forward_store_env: bool = True
 
 
 @dataclass(frozen=True)

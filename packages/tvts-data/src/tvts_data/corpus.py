@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from tvts_data.schema import chunk_name, check_version, with_version
+from tvts_data.schema import PLAIN_COLUMNS, chunk_name, check_version, with_version
 
 OUTPUT_DIRS = {"download": "raw", "words": "words", "windows": "windows", "frames": "shards"}
 
@@ -45,7 +45,8 @@ class Corpus:
         corpus, else the local path itself."""
         if self.location is None:
             return str(path)
-        return f"{self.location}/{path.relative_to(self.root).as_posix()}"
+        base, _, query = self.location.partition("?")  # s3://b/c?endpoint_override=...: the query goes last
+        return f"{base}/{path.relative_to(self.root).as_posix()}" + (f"?{query}" if query else "")
 
     def check_fence(self) -> None:
         """Raise :class:`StaleRunError` when another run has claimed the corpus since this one did."""
@@ -101,7 +102,14 @@ def write_table(table: pa.Table, path: Path, schema: pa.Schema, row_group_size: 
     tmp = _tmp_name(path)
     table = table.cast(with_version(schema)) if table.schema != schema else table.replace_schema_metadata(
         with_version(schema).metadata)
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+    plain = [path for f in table.schema if f.name in PLAIN_COLUMNS for path in _leaf_paths(f.name, f.type)]
+    if plain:  # per-leaf settings: Parquet names a list's leaf "frames.list.element", not "frames"
+        leaves = [path for f in table.schema for path in _leaf_paths(f.name, f.type)]
+        pq.write_table(table, tmp, row_group_size=row_group_size,
+                       compression={p: "none" if p in plain else "zstd" for p in leaves},
+                       use_dictionary=[p for p in leaves if p not in plain])
+    else:
+        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
     size = tmp.stat().st_size
     try:
         if before_rename is not None:
@@ -111,6 +119,15 @@ def write_table(table: pa.Table, path: Path, schema: pa.Schema, row_group_size: 
         raise
     os.replace(tmp, path)
     return size
+
+
+def _leaf_paths(name: str, tp: pa.DataType) -> list[str]:
+    """Parquet column paths of an Arrow field (lists as ``name.list.element``, structs as ``name.child``)."""
+    if pa.types.is_list(tp) or pa.types.is_large_list(tp):
+        return _leaf_paths(f"{name}.list.element", tp.value_type)
+    if pa.types.is_struct(tp):
+        return [p for i in range(tp.num_fields) for p in _leaf_paths(f"{name}.{tp.field(i).name}", tp.field(i).type)]
+    return [name]
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path, schema: pa.Schema, row_group_size: int | None = None) -> int:

@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ class ObjectCorpus:
             return
         try:
             current = self.read_json(TOKEN_FILE)["token"]
-        except (OSError, ValueError, KeyError):
+        except (FileNotFoundError, ValueError, KeyError, TypeError):  # gone or not ours; a network error propagates
             current = None
         if current != run_token:
             raise StaleRunError(f"{self.uri}: another prepare run claimed this corpus; this worker of an earlier "
@@ -221,49 +222,70 @@ class ObjectCorpus:
 
     def shard_list(self) -> list[dict[str, Any]]:
         """manifest.json's shard entries (path, rows, bytes), row counts from each file's footer."""
-        out = []
-        for info in self.files(OUTPUT_DIRS["frames"]):
-            if info.base_name.startswith("shard-") and info.base_name.endswith(".parquet"):
-                with self.fs.open_input_file(info.path) as f:
-                    rows = pq.ParquetFile(f).metadata.num_rows
-                out.append({"path": self.relative(info), "rows": rows, "bytes": info.size})
-        return out
+        shards = [i for i in self.files(OUTPUT_DIRS["frames"])
+                  if i.base_name.startswith("shard-") and i.base_name.endswith(".parquet")]
+
+        def footer_rows(info: pafs.FileInfo) -> int:
+            with self.fs.open_input_file(info.path) as f:
+                return pq.ParquetFile(f).metadata.num_rows
+
+        with ThreadPoolExecutor(16) as pool:  # one small range read per shard: latency-bound, so overlap them
+            rows = list(pool.map(footer_rows, shards))
+        return [{"path": self.relative(i), "rows": n, "bytes": i.size} for i, n in zip(shards, rows)]
 
     # --- a worker's chunk ---
 
-    def workspace(self, scratch: Path, chunk: int) -> Corpus:
-        """A local corpus for one chunk, holding what its pending stages read. What a killed attempt left
-        there is dropped except the raw downloads (complete files and resumable ``.part`` ones): an unpublished
-        ledger part must never pass for a done stage."""
-        root = scratch / self.key / f"chunk-{chunk:05d}"
-        if root.exists():
-            for entry in root.iterdir():
-                if entry.name != "raw":
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    def workspace(self, scratch: Path, chunk: int, run_token: str | None) -> Corpus:
+        """A local corpus for one chunk and run, holding what its pending stages read.
+
+        One folder per run (``chunk-NNNNN.<token>``), so a worker of an earlier run that is still going
+        never shares files with this one. Only the partial downloads of an earlier attempt on this node
+        (``raw/.tmp-<id>/``, whose ``.part`` files let a download resume) move over, and complete raw files
+        too while the chunk's download is not published; everything else an earlier attempt left is
+        dropped: an unpublished ledger part must never pass for a done stage."""
+        base = scratch / self.key
+        root = base / f"chunk-{chunk:05d}.{(run_token or 'none')[:12]}"
         root.mkdir(parents=True, exist_ok=True)
         work = Corpus(root, location=self.uri)
+        for old in base.glob(f"chunk-{chunk:05d}.*"):
+            if old != root:
+                if (old / "raw").is_dir() and not work.raw.exists():
+                    (old / "raw").rename(work.raw)
+                shutil.rmtree(old, ignore_errors=True)
+        # The chunk's sources only: sources.parquet has one row group per chunk, so this reads one.
         table = pq.read_table(self.path("sources.parquet"), filesystem=self.fs, filters=[("chunk", "=", chunk)])
         write_rows(table.to_pylist(), work.sources, SOURCES)
         for stage in OUTPUT_DIRS:
+            work.ledger_part(stage, chunk).unlink(missing_ok=True)
             self.get(self._rel(work, work.ledger_part(stage, chunk)), work.ledger_part(stage, chunk))
+        shutil.rmtree(work.ledger_dir("download") / "history", ignore_errors=True)
         for info in self.files("ledger/download/history"):
             if info.base_name.startswith(f"chunk-{chunk:05d}-"):
                 self.get(self.relative(info), work.ledger_dir("download") / "history" / info.base_name)
+        if work.is_done("download", chunk) and work.raw.exists():
+            # Published downloads come from the bucket, never from an unpublished attempt's copies.
+            for entry in work.raw.iterdir():
+                if not entry.name.startswith(".tmp-"):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return work
 
     def pull_inputs(self, work: Corpus, stage: str, chunk: int) -> None:
         """What ``stage`` reads for the chunk: the previous stage's output, and the raw files of the chunk's
-        downloaded videos (each listed in the download ledger) that are not in the workspace yet."""
+        downloaded videos (listed in the download ledger) that are not in the workspace yet. A listed file
+        missing from the bucket is logged (deleted after frames?) and left for the stage to report."""
         previous = {"windows": "words", "frames": "windows"}.get(stage)
         if previous is not None:
             self.get(self._rel(work, work.chunk_file(previous, chunk)), work.chunk_file(previous, chunk))
         if stage in ("download", "words", "frames"):
-            for name in raw_files(work, chunk):
-                if not (work.raw / name).exists():
-                    self.get(f"{OUTPUT_DIRS['download']}/{name}", work.raw / name)
+            for name in raw_files(work, chunk, self):
+                if not (work.raw / name).exists() and not self.get(f"{OUTPUT_DIRS['download']}/{name}",
+                                                                     work.raw / name):
+                    log.warning("%s/%s/%s is listed in the download ledger of chunk %d but not in the bucket "
+                                "(download.delete_raw_after_frames?)", self.uri, OUTPUT_DIRS["download"], name, chunk)
 
     def publish(self, work: Corpus, stage: str, chunk: int, run_token: str | None) -> None:
-        """Upload one stage's outputs of the chunk, then its ledger part (see the module docstring)."""
+        """Upload one stage's outputs of the chunk, then its ledger part (see the module docstring). The run
+        token is checked before every write, as POSIX checks it before every rename."""
         ledger = read_rows(work.ledger_part(stage, chunk))
         if stage == "download":
             outputs = [work.raw / name for row in ledger for name in _row_files(row)]
@@ -271,19 +293,34 @@ class ObjectCorpus:
             outputs = sorted(work.stage_dir("frames").glob(f"shard-{chunk:05d}-*.parquet"))
         else:
             outputs = [work.chunk_file(stage, chunk)]
-        self.check_fence(run_token)
         for path in outputs:
-            self.put(path, self._rel(work, path))
+            rel = self._rel(work, path)
+            if stage == "download" and self.size(rel) == path.stat().st_size:
+                continue  # a retried chunk's videos that were downloaded already: in the bucket as they are
+            self.check_fence(run_token)
+            self.put(path, rel)
         if stage == "frames":
-            part = len(outputs)  # parts are written in order, so an earlier attempt's extras are contiguous
-            while self.exists(f"{OUTPUT_DIRS['frames']}/{shard_name(chunk, part)}"):
-                self.delete(f"{OUTPUT_DIRS['frames']}/{shard_name(chunk, part)}")
-                part += 1
+            self._delete_extra_parts(chunk, len(outputs), run_token)
             for name in raw_files(work, chunk):  # what the stage deleted (download.delete_raw_after_frames)
                 if not (work.raw / name).exists():
+                    self.check_fence(run_token)
                     self.delete(f"{OUTPUT_DIRS['download']}/{name}")
         self.check_fence(run_token)
         self.put(work.ledger_part(stage, chunk), self._rel(work, work.ledger_part(stage, chunk)))
+
+    def _delete_extra_parts(self, chunk: int, keep: int, run_token: str | None) -> None:
+        """Shard parts ``keep``.. of the chunk that an earlier attempt left. Parts are uploaded in order and
+        deleted from the highest down, so the extras are always contiguous, even after a kill midway."""
+        top = keep
+        while self.exists(f"{OUTPUT_DIRS['frames']}/{shard_name(chunk, top)}"):
+            top += 1
+        for part in range(top - 1, keep - 1, -1):
+            self.check_fence(run_token)
+            self.delete(f"{OUTPUT_DIRS['frames']}/{shard_name(chunk, part)}")
+
+    def size(self, rel: str) -> int | None:
+        info = self.fs.get_file_info(self.path(rel))
+        return info.size if info.type == pafs.FileType.File else None
 
     @staticmethod
     def _rel(work: Corpus, path: Path) -> str:
@@ -296,14 +333,30 @@ def _row_files(row: dict[str, Any]) -> list[str]:
     return list(json.loads(row["details"]).get("files") or [])
 
 
-def raw_files(corpus: Corpus, chunk: int) -> list[str]:
+def raw_files(corpus: Corpus, chunk: int, store: ObjectCorpus | None = None) -> list[str]:
     """Names of the raw files of the chunk's downloaded videos, per its download ledger part (and the
-    history `retry-failed` keeps), each video's info JSON last."""
+    history `retry-failed` keeps), each video's info JSON last. A row written before the ledger listed
+    them: read from the video's info JSON in ``store`` (our download summary names the video and caption)."""
     rows: list[dict[str, Any]] = []
     history = corpus.ledger_dir("download") / "history"
     for part in sorted(history.glob(f"chunk-{chunk:05d}-*.parquet")) if history.exists() else []:
         rows.extend(read_rows(part))
     if corpus.ledger_part("download", chunk).exists():
         rows.extend(read_rows(corpus.ledger_part("download", chunk)))
-    return list(dict.fromkeys(name for row in rows for name in _row_files(row)))
+    names: list[str] = []
+    for row in rows:
+        files = _row_files(row)
+        if not files and row["status"] == "ok" and store is not None:
+            files = _files_from_info_json(store, row["video_id"])
+        names.extend(files)
+    return list(dict.fromkeys(names))
 
+
+def _files_from_info_json(store: ObjectCorpus, video_id: str) -> list[str]:
+    info_name = f"{video_id}.info.json"
+    try:
+        # "tvts_download": download.ytdlp.SUMMARY_KEY (not imported here: that module loads yt-dlp)
+        summary = store.read_json(f"{OUTPUT_DIRS['download']}/{info_name}").get("tvts_download") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in (summary.get("video"), summary.get("caption")) if f] + [info_name]

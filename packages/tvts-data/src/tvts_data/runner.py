@@ -65,7 +65,7 @@ def run_chunk_in_store(stages: tuple[str, ...], uri: str, cfg: PrepareConfig, ru
     """One Ray Data step for a corpus in object storage: every pending stage of one chunk, built in a local
     workspace and published stage by stage, ledger part last (`tvts_data.remote`)."""
     store, chunk = ObjectCorpus(uri), int(item["chunk"])
-    work = store.workspace(scratch_root(cfg.run.scratch_dir), chunk)
+    work = store.workspace(scratch_root(cfg.run.scratch_dir), chunk, run_token)
     for stage in stages:
         if work.is_done(stage, chunk):
             continue
@@ -180,7 +180,8 @@ def write_sources(corpus: Corpus, input_path: Path, cfg: PrepareConfig) -> list[
             raise ValueError(f"{corpus.root} was built from another input (or another write.videos_per_chunk); "
                              "use a new --output, or delete the folder to start over")
     else:
-        write_rows(rows, corpus.sources, SOURCES)
+        # one row group per chunk: a chunk's rows are read without reading the others' (filters prune groups)
+        write_rows(rows, corpus.sources, SOURCES, row_group_size=cfg.write.videos_per_chunk)
     rejected_rows = [ledger_row(r.video_id, "input", -1, status="error", kind=r.error_kind, message=r.message)
                      for r in rejected]
     write_rows(rejected_rows, corpus.ledger_dir("input") / "rejected.parquet", LEDGER)
@@ -191,23 +192,33 @@ def write_sources(corpus: Corpus, input_path: Path, cfg: PrepareConfig) -> list[
 
 def seed_from_corpus(output: str, previous: str, first_stage: str) -> None:
     """Start a new corpus from an earlier one: copy the stages before `first_stage` so that `first_stage`
-    reruns alone on their output, with a new config. Either may be a folder or a URI; folder to folder
-    uses hard links where the file system allows."""
-    dirs = ["sources.parquet"] + [d for stage in STAGE_ORDER[: STAGE_ORDER.index(first_stage)]
-                                  for d in (OUTPUT_DIRS[stage], f"ledger/{stage}")]
+    reruns alone on their output, with a new config. Either may be a folder or a URI. File by file,
+    skipping files already there with their size (a killed seed finishes on the rerun), outputs before
+    ledgers (a stage never looks done before its outputs are in); folder to folder by hard links where
+    the file system allows."""
+    earlier = STAGE_ORDER[: STAGE_ORDER.index(first_stage)]
     src_fs, src_root = filesystem_of(previous)
     dst_fs, dst_root = filesystem_of(output)
     local = isinstance(src_fs, pafs.LocalFileSystem) and isinstance(dst_fs, pafs.LocalFileSystem)
     dst_fs.create_dir(dst_root, recursive=True)
-    for rel in dirs:
-        src, dst = f"{src_root}/{rel}", f"{dst_root}/{rel}"
-        src_type = src_fs.get_file_info(src).type
-        if src_type == pafs.FileType.NotFound or dst_fs.get_file_info(dst).type != pafs.FileType.NotFound:
-            continue
-        if local and src_type == pafs.FileType.Directory:
-            shutil.copytree(src, dst, copy_function=_link_or_copy)
+    for rel in ["sources.parquet"] + [OUTPUT_DIRS[s] for s in earlier] + [f"ledger/{s}" for s in earlier]:
+        src = src_fs.get_file_info(f"{src_root}/{rel}")
+        if src.type == pafs.FileType.Directory:
+            files = [i for i in src_fs.get_file_info(pafs.FileSelector(src.path, recursive=True))
+                     if i.type == pafs.FileType.File and not i.base_name.startswith(".tmp-")
+                     and "/.tmp-" not in i.path[len(src_root):]]
         else:
-            pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+            files = [src] if src.type == pafs.FileType.File else []
+        for info in files:
+            dst = f"{dst_root}/{info.path[len(src_root) + 1:]}"
+            if dst_fs.get_file_info(dst).size == info.size:
+                continue
+            dst_fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+            if local:
+                Path(dst).unlink(missing_ok=True)
+                _link_or_copy(info.path, dst)
+            else:
+                pafs.copy_files(info.path, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -276,7 +287,7 @@ def prepare(input_path: str | Path, output: str | Path, cfg: PrepareConfig,
         else:
             steps = [partial(run_chunk_in_store, stages, store.uri, cfg, corpus.run_token)]
         by_node: Counter[str] = Counter()
-        env = store_environment() if store is not None else None
+        env = store_environment() if store is not None and cfg.run.forward_store_env else None
         for n, item in enumerate(engine.run(pending, steps, env), 1):
             by_node[item.get("node", "?")] += 1
             log.info("progress: %d/%d chunks done (chunk %d on %s)", n, len(pending), item["chunk"], item.get("node"))
@@ -386,8 +397,13 @@ def retry_failed(corpus: Corpus | str) -> dict[str, int]:
     already downloaded is found complete in raw/, and a final failure (404, private, removed...) is carried
     over from the history without any request."""
     location = corpus if isinstance(corpus, str) else str(corpus.root)
+    if not is_corpus(location):
+        raise FileNotFoundError(f"{location}: not a corpus (no sources.parquet); give the --output of "
+                                "`tvts-data prepare`")
     fs, parts = list_files(location, "ledger/download")
     _, root = filesystem_of(location)
+    _, history = list_files(location, "ledger/download/history")
+    earlier = Counter(h.base_name.rsplit("-", 1)[0] for h in history)  # "chunk-00003-001.parquet" -> chunk-00003
     reopened: dict[str, int] = {}
     for info in parts:
         rows = read_rows(info.path, fs)
@@ -395,8 +411,7 @@ def retry_failed(corpus: Corpus | str) -> dict[str, int]:
         if retry:
             chunk = rows[0]["chunk"]
             stem = info.base_name.removesuffix(".parquet")
-            _, history = list_files(location, "ledger/download/history")
-            n = sum(h.base_name.startswith(f"{stem}-") for h in history)
+            n = earlier[stem]
             for stage in STAGE_ORDER[1:]:
                 _delete(fs, f"{root}/ledger/{stage}/{chunk_name(chunk)}")
             fs.create_dir(f"{root}/ledger/download/history")

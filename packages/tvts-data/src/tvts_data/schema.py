@@ -144,6 +144,12 @@ def window_id(video_id: str, index: int) -> str:
     return f"{video_id}:{index:05d}"
 
 
+# Columns written uncompressed and without a dictionary: JPEG bytes do not compress, and plain pages let a
+# reader copy them straight out of a memory-mapped file (`make bench-train` measures the read). An
+# encoding, not a schema change: files written either way read the same.
+PLAIN_COLUMNS = frozenset({"frames"})
+
+
 def chunk_name(chunk: int) -> str:
     return f"chunk-{chunk:05d}.parquet"
 

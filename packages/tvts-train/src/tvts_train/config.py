@@ -41,6 +41,10 @@ class VideoConfig:
     ln_eps: float = 1e-6  # LayerNorm eps, as in MAE / timm ViTs
     drop_path: float = 0.0  # stochastic depth rate of the last block (linear ramp from 0)
     grad_checkpointing: bool = False  # recompute blocks in backward to save activation memory
+    # Project only the cubes that survive masking (the same function as projecting all and dropping 75%,
+    # without the all-token intermediate; ~2% fewer FLOPs at the paper's setting). A speed option to
+    # measure on a GPU (bench/gpu_train_bench.py --kept-cubes); off: the Conv3d over every cube.
+    embed_kept_only: bool = False
     init_checkpoint: str | None = None  # local ImageMAE ViT checkpoint (.pth / .safetensors)
     inflate: Literal["repeat", "average"] = "repeat"  # 2D->3D patch weights; reference: repeat
 
@@ -119,7 +123,12 @@ class DataConfig:
     max_text_len: int = 50  # tokens per transcript; must equal model.text.max_len
     batch_size: int = 24  # clips per device per micro-step (paper: 24 per GPU)
     shuffle_buffer: int = 256  # samples in the streaming shuffle buffer
-    num_workers: int = 2  # loader worker processes
+    # loader worker processes per rank; "auto": this node's cores / its ranks - 1 (data.resolve_num_workers)
+    num_workers: int | Literal["auto"] = "auto"
+    # where JPEGs are decoded: "worker" (CPU, in the loader workers), "device" (shipped as bytes, decoded by
+    # the main process on the training device: nvJPEG on CUDA, the CPU decoder elsewhere), "auto": device
+    # on a CUDA device with nvJPEG, else worker
+    decode: Literal["auto", "worker", "device"] = "auto"
     seed: int = 0
     cache_dir: str | None = None  # remote shards (s3://...): copy each here on first read; None: stream row groups
 

@@ -3,7 +3,10 @@
 What one batch holds (the contract with :class:`tvts_train.model.TVTS`)::
 
     video           uint8   (B, 3, T, H, W)  RGB, T = data.frames, H = W = data.crop_size; the trainer
-                                             normalises it on the device (`normalize_video`)
+                                             normalises it on the device (`normalize_video`). A
+                                             channels-first VIEW of a (B, T, H, W, 3) buffer the crops
+                                             were written into once: no transpose copy in the workers
+                                             (`normalize_video` makes it contiguous as it converts)
     input_ids       long    (B, K, L)        the K transcripts in their SHUFFLED slot order
     attention_mask  long    (B, K, L)
     order           long    (B, K)           order[b, i] = true position of the transcript in slot i
@@ -27,6 +30,14 @@ units of epoch e + 1 at once (its buffer drains first), so an epoch is a per-wor
 with fewer rows repeats sooner (repeat, never drop). The trainer takes exactly ``max_steps x
 grad_accum`` batches on every rank, so all ranks run the same number of steps and none waits on a
 collective that never comes. Evaluation streams (``epochs=1``) are finite and meant for one process.
+
+Where JPEGs are decoded (``data.decode``). ``worker``: each loader worker decodes its samples' frames
+(simplejpeg, see `pick_decoder`) and ships uint8 clips. ``device``: workers ship each sample's TSN-chosen
+JPEG bytes (one uint8 buffer per batch, with offsets) and crop origins, and the main process decodes the
+batch where training runs (`decode_batch`: nvJPEG through ``torchvision.io.decode_jpeg`` on CUDA; the
+workers' own CPU decoder elsewhere, so the CPU fallback needs no torchvision and gives the same batches
+bit for bit). ``auto``: ``device`` when the loader feeds a CUDA device whose nvJPEG decode works, else
+``worker``. The frame choice, crop and transcript order never depend on where decoding happens.
 
 Bad data. A sample that cannot be used (an undecodable frame, a wrong frame count, a row with the
 wrong number of transcripts) is skipped and counted, never replaced by zeros; a shard file whose
@@ -72,6 +83,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The columns a sample needs; the window metadata we do not use stays on disk.
 COLUMNS = ("window_id", "texts", "segments", "candidates", "frame_format", "height", "width", "frames")
 MAX_LOGGED_SKIPS = 10  # per worker; later skips are logged at DEBUG (the counters still count them)
+MAX_EMPTY_BATCHES = 100  # data.decode=device: batches in a row with no decodable sample before giving up
 Tokenize = Callable[[list[list[str]]], dict[str, torch.Tensor]]
 
 
@@ -146,7 +158,7 @@ def open_shard(path: str, cache_dir: str | None = None) -> pq.ParquetFile:
     first use (by whichever worker gets there first; the copy is renamed into place whole) and read
     locally from then on."""
     if not is_remote(path):
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, memory_map=True)
     fs, inner = resolve_uri(path)  # per process and call: S3 clients must not cross a fork
     if cache_dir is None:
         return pq.ParquetFile(fs.open_input_file(inner))
@@ -160,7 +172,7 @@ def open_shard(path: str, cache_dir: str | None = None) -> pq.ParquetFile:
         finally:
             if os.path.exists(tmp):  # a failed copy leaves nothing half-written behind
                 os.remove(tmp)
-    return pq.ParquetFile(local)
+    return pq.ParquetFile(local, memory_map=True)
 
 
 def _file_row_groups(path: str) -> list[int]:
@@ -250,10 +262,12 @@ class SampleSpec:
     K: int = 4
     train: bool = True  # random candidate + random crop; else middle candidate + centre crop
     decoder: str = "pil"  # "simplejpeg" | "pil" | "torchvision" (see pick_decoder)
+    ship_jpeg: bool = False  # workers ship JPEG bytes and crop origins; the main process decodes (decode_batch)
 
     @classmethod
-    def from_config(cls, data: Any, train: bool, decoder: str = "pil") -> SampleSpec:
-        return cls(frames=data.frames, crop_size=data.crop_size, K=data.K, train=train, decoder=decoder)
+    def from_config(cls, data: Any, train: bool, decoder: str = "pil", ship_jpeg: bool = False) -> SampleSpec:
+        return cls(frames=data.frames, crop_size=data.crop_size, K=data.K, train=train, decoder=decoder,
+                   ship_jpeg=ship_jpeg)
 
 
 def tsn_indices(n_stored: int, n_frames: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -369,25 +383,41 @@ def _check_row(row: dict[str, Any], K: int) -> int:
 
 
 def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator) -> dict[str, Any]:
-    """A SHARD row -> one sample: TSN frames, one crop for the whole clip, shuffled transcripts."""
+    """A SHARD row -> one sample: TSN frames, one crop for the whole clip, shuffled transcripts.
+
+    The frames come as ``crops`` (T views of (S, S, 3) uint8, copied once, into the batch, by `collate`)
+    or, with ``spec.ship_jpeg``, as ``jpegs`` (the T chosen frames' bytes, cropped after decoding)."""
     n_stored = _check_row(row, spec.K)
     pick = tsn_indices(n_stored, spec.frames, rng if spec.train else None)  # (T,)
     fmt, height, width = row.get("frame_format"), row.get("height") or 0, row.get("width") or 0
-    frames = [decode_frame(row["frames"][i], fmt, height, width, spec.decoder) for i in pick]
-    if any(f.shape != frames[0].shape for f in frames):
-        raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
-    y, x = crop_origin(frames[0].shape[0], frames[0].shape[1], spec.crop_size, rng if spec.train else None)
+    sample: dict[str, Any] = {"window_id": row.get("window_id"), "frame_index": pick}
+    if spec.ship_jpeg:
+        if fmt not in ("jpeg", "raw"):
+            raise SampleError(f"unknown frame_format {fmt!r}")
+        sample.update(jpegs=[row["frames"][i] for i in pick], frame_format=fmt, frame_hw=(height, width))
+    else:
+        frames = [decode_frame(row["frames"][i], fmt, height, width, spec.decoder) for i in pick]
+        if any(f.shape != frames[0].shape for f in frames):
+            raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
+        height, width = frames[0].shape[:2]
+    y, x = crop_origin(height, width, spec.crop_size, rng if spec.train else None)
     s = spec.crop_size
-    clip = np.stack([f[y : y + s, x : x + s] for f in frames])  # (T, S, S, 3) uint8
+    if not spec.ship_jpeg:
+        sample["crops"] = [f[y : y + s, x : x + s] for f in frames]  # views; collate copies them once
     perm = rng.permutation(spec.K)  # slot i shows the transcript at true position perm[i]
-    return {
-        "clip": clip,
-        "texts": [row["texts"][j] for j in perm],
-        "order": perm,
-        "window_id": row.get("window_id"),
-        "frame_index": pick,
-        "crop_yx": (y, x),
-    }
+    sample.update(texts=[row["texts"][j] for j in perm], order=perm, crop_yx=(y, x))
+    return sample
+
+
+def clips_into_batch(clips: list[list[np.ndarray]]) -> torch.Tensor:
+    """B lists of T (S, S, 3) uint8 crops -> (B, 3, T, S, S) uint8: each crop copied once into one
+    (B, T, S, S, 3) buffer, returned as a channels-first view (the transpose is left to the device)."""
+    first = clips[0][0]
+    buf = np.empty((len(clips), len(clips[0]), *first.shape), np.uint8)
+    for b, frames in enumerate(clips):
+        for t, crop in enumerate(frames):
+            buf[b, t] = crop
+    return torch.from_numpy(buf).permute(0, 4, 1, 2, 3)
 
 
 @functools.lru_cache(maxsize=8)
@@ -402,7 +432,9 @@ def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 def normalize_video(video: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(B, 3, T, H, W) uint8 RGB -> ImageNet-normalised `dtype`, computed where the tensor lives."""
     mean, inv_std = _imagenet_stats(video.device)
-    out = video.float()  # a new tensor: the in-place ops below never touch the caller's
+    # A new, contiguous float tensor (the in-place ops below never touch the caller's): the loader's
+    # channels-first view is transposed here in the same pass as the conversion, where it costs nothing.
+    out = video.to(torch.float32, memory_format=torch.contiguous_format)
     return out.sub_(mean).mul_(inv_std).to(dtype)
 
 
@@ -411,21 +443,133 @@ def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[st
 
     The video stays uint8: normalising is float work over every pixel, the largest CPU cost of a loader
     worker after JPEG decoding, while on the training device it is nearly free; uint8 also makes the
-    host-to-device copy 4x smaller. The trainer calls `normalize_video` after the copy."""
-    clips = torch.from_numpy(np.stack([s["clip"] for s in samples]))  # (B, T, H, W, 3) uint8
-    video = clips.permute(0, 4, 1, 2, 3).contiguous()  # (B, 3, T, H, W) uint8
+    host-to-device copy 4x smaller. The trainer calls `normalize_video` after the copy. Samples that
+    carry JPEG bytes (``data.decode=device``) become one uint8 buffer with offsets instead (tensors
+    travel from the workers through shared memory; Python bytes would be pickled through a pipe), for
+    `decode_batch` in the main process."""
     texts = [s["texts"] for s in samples]
     batch: dict[str, Any] = {
-        "video": video,  # (B, 3, T, H, W) uint8
         "order": torch.from_numpy(np.stack([s["order"] for s in samples])).long(),  # (B, K)
         "texts": texts,
         "window_id": [s["window_id"] for s in samples],
         "frame_index": torch.from_numpy(np.stack([s["frame_index"] for s in samples])).long(),  # (B, T)
         "crop_yx": torch.tensor([s["crop_yx"] for s in samples], dtype=torch.long),  # (B, 2)
     }
+    if "jpegs" in samples[0]:
+        blobs = [blob for s in samples for blob in s["jpegs"]]
+        batch["jpeg_data"] = torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8)  # (sum bytes,)
+        batch["jpeg_offsets"] = torch.from_numpy(np.cumsum([0] + [len(b) for b in blobs])).long()  # (B*T+1,)
+        batch["frame_format"] = [s["frame_format"] for s in samples]
+        batch["frame_hw"] = torch.tensor([s["frame_hw"] for s in samples], dtype=torch.long)  # (B, 2)
+    else:
+        batch["video"] = clips_into_batch([s["crops"] for s in samples])  # (B, 3, T, H, W) uint8
     if tokenize is not None:
         batch.update(tokenize(texts))  # input_ids, attention_mask (B, K, L)
     return batch
+
+
+def nvjpeg_available(device: torch.device) -> bool:
+    """Whether ``torchvision.io.decode_jpeg`` decodes on ``device`` (a CUDA device with torchvision's
+    image extension and nvJPEG); probed once per device."""
+    return device.type == "cuda" and _nvjpeg_probe(str(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _nvjpeg_probe(device: str) -> bool:
+    try:
+        from tvts_train._compat import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+        from torchvision.io import decode_jpeg
+
+        probe = io.BytesIO()
+        Image.new("RGB", (16, 16)).save(probe, format="JPEG")
+        decode_jpeg([torch.frombuffer(bytearray(probe.getvalue()), dtype=torch.uint8)], device=device)
+        return True
+    except (ImportError, RuntimeError, OSError) as err:
+        log.warning("nvJPEG decoding on %s unavailable (%s): JPEGs are decoded on the CPU", device, err)
+        return False
+
+
+def decode_batch(batch: dict[str, Any], spec: SampleSpec, device: torch.device) -> tuple[dict[str, Any], int]:
+    """A batch of shipped JPEGs (``jpeg_data``/``jpeg_offsets``, see `collate`) -> the same batch with
+    ``video`` (B, 3, T, S, S) uint8 on ``device``, and how many samples were dropped because a frame did
+    not decode or had another size than its row says (every key loses those rows, as the workers skip them).
+
+    On CUDA with nvJPEG: the whole batch in one ``decode_jpeg`` call, cropped and stacked on the device.
+    Elsewhere: the workers' CPU decoder in this process, the same pixels as ``data.decode=worker``."""
+    B, T = batch["frame_index"].shape
+    data, offsets = batch.pop("jpeg_data"), batch.pop("jpeg_offsets").tolist()
+    formats, frame_hw = batch.pop("frame_format"), batch.pop("frame_hw").tolist()
+    blobs = [data[offsets[i] : offsets[i + 1]] for i in range(B * T)]  # 1-D uint8 views
+    crops = batch["crop_yx"].tolist()
+    s = spec.crop_size
+    good: list[int] = []
+    if nvjpeg_available(device) and all(f == "jpeg" for f in formats):
+        frames = _decode_on_cuda(blobs, device)
+        clips = []
+        for b in range(B):
+            mine = frames[b * T : (b + 1) * T]
+            if any(f is None or tuple(f.shape[1:]) != tuple(frame_hw[b]) for f in mine):
+                continue
+            (y, x) = crops[b]
+            clips.append(torch.stack([f[:, y : y + s, x : x + s] for f in mine], dim=1))  # (3, T, S, S)
+            good.append(b)
+        video = torch.stack(clips) if clips else torch.empty(0, 3, T, s, s, dtype=torch.uint8, device=device)
+    else:
+        cpu_clips = []
+        for b in range(B):
+            try:
+                frames_np = [decode_frame(blobs[b * T + t].numpy().tobytes(), formats[b], *frame_hw[b], spec.decoder)
+                             for t in range(T)]
+            except SampleError as err:
+                log.warning("skipping sample %s: %s", batch["window_id"][b], err)
+                continue
+            if any(f.shape[:2] != tuple(frame_hw[b]) for f in frames_np):
+                log.warning("skipping sample %s: frames are not %dx%d as its row says", batch["window_id"][b],
+                            *frame_hw[b])
+                continue
+            (y, x) = crops[b]
+            cpu_clips.append([f[y : y + s, x : x + s] for f in frames_np])
+            good.append(b)
+        video = (clips_into_batch(cpu_clips) if cpu_clips else torch.empty(0, 3, T, s, s, dtype=torch.uint8))
+        video = video.to(device)
+    dropped = B - len(good)
+    if dropped:
+        batch = _select_rows(batch, good, B)
+    batch["video"] = video
+    return batch, dropped
+
+
+def _decode_on_cuda(blobs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """(3, H, W) uint8 frames decoded by nvJPEG; a frame that does not decode is None (the batch call
+    fails as a whole, so then each frame is retried alone)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return list(decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out: list[torch.Tensor | None] = []
+        for blob in blobs:
+            try:
+                out.append(decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                out.append(None)
+        return out
+
+
+def _select_rows(batch: dict[str, Any], keep: list[int], B: int) -> dict[str, Any]:
+    """The rows ``keep`` of every per-sample entry of a batch (tensors and lists of length B)."""
+    index = torch.tensor(keep, dtype=torch.long)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == B:
+            out[key] = value.index_select(0, index.to(value.device))
+        elif isinstance(value, list) and len(value) == B:
+            out[key] = [value[i] for i in keep]
+        else:
+            out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- one worker's stream
@@ -648,8 +792,10 @@ class ShardLoader:
     stream: ShardStream
     bad_files: list[str] = field(default_factory=list)
     pin_memory: bool = False
+    decode_device: torch.device | None = None  # where shipped JPEGs are decoded (data.decode=device)
     positions: list[WorkerPos] = field(init=False)
     next_role: int = field(init=False, default=0)
+    decode_skipped: int = field(init=False, default=0)  # samples dropped by decode_batch (consumed batches)
 
     def __post_init__(self) -> None:
         self.positions = [dataclasses.replace(p) for p in self.stream.start]
@@ -667,6 +813,7 @@ class ShardLoader:
         generator = torch.Generator().manual_seed(self.plan.seed)
         loader = DataLoader(self.stream, batch_size=None, num_workers=workers, pin_memory=self.pin_memory,
                             prefetch_factor=2 if workers else None, generator=generator)
+        empty_in_a_row = 0
         for batch in loader:
             meta = batch.pop("meta")
             self.positions[meta["role"]] = WorkerPos(**{k: meta[k] for k in ("epoch", "consumed", "samples",
@@ -674,13 +821,24 @@ class ShardLoader:
             if not batch:  # the end-of-stream counters of a finite stream
                 continue
             self.next_role = (meta["role"] + 1) % len(self.positions)
+            if "jpeg_data" in batch:
+                batch, dropped = decode_batch(batch, self.plan.spec, self.decode_device or torch.device("cpu"))
+                self.decode_skipped += dropped
+                if not batch["window_id"]:
+                    empty_in_a_row += 1
+                    if empty_in_a_row >= MAX_EMPTY_BATCHES:  # the workers cannot see it: they never decode
+                        raise RuntimeError(f"none of the last {empty_in_a_row} batches had a frame that decodes "
+                                           f"({self.decode_skipped} samples dropped so far); check the shards "
+                                           "with `tvts-data inspect` or rebuild them")
+                    continue
+            empty_in_a_row = 0
             yield batch
 
     def counters(self) -> dict[str, int]:
         """Totals over this rank's workers (consumed batches only), plus unreadable files."""
         return {
             "samples": sum(p.samples for p in self.positions),
-            "skipped_samples": sum(p.skipped_samples for p in self.positions),
+            "skipped_samples": sum(p.skipped_samples for p in self.positions) + self.decode_skipped,
             "skipped_units": sum(p.skipped_units for p in self.positions),
             "bad_files": len(self.bad_files),
             "epoch": min(p.epoch for p in self.positions),
@@ -697,6 +855,7 @@ class ShardLoader:
             "seed": plan.seed,
             "next_role": self.next_role,
             "workers": [dataclasses.asdict(p) for p in self.positions],
+            "decode_skipped": self.decode_skipped,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -710,6 +869,7 @@ class ShardLoader:
                              + "; resume with the same world size, workers, batch size and seed")
         self.positions = [WorkerPos(**w) for w in state["workers"]]
         self.next_role = int(state["next_role"])
+        self.decode_skipped = int(state.get("decode_skipped", 0))
 
 
 def build_loader(
@@ -724,14 +884,23 @@ def build_loader(
     epochs: int | None = None,
     decoder: str = "auto",
     pin_memory: bool = False,
+    device: torch.device | None = None,
 ) -> ShardLoader:
-    """A :class:`ShardLoader` over ``shards`` for ``data`` (a ``DataConfig``: frames, crop, K, ...)."""
+    """A :class:`ShardLoader` over ``shards`` for ``data`` (a ``DataConfig``: frames, crop, K, ...).
+    ``device``: where the batches go (``data.decode=auto`` decodes JPEGs there when it is a CUDA device
+    with nvJPEG). ``data.num_workers`` must be resolved already (`resolve_num_workers`)."""
+    if not isinstance(data.num_workers, int):
+        raise ValueError(f"data.num_workers={data.num_workers!r}: resolve it first (resolve_num_workers)")
+    decode = getattr(data, "decode", "worker")
+    if decode not in ("auto", "worker", "device"):
+        raise ValueError(f"data.decode must be auto, worker or device, got {decode!r}")
     units, bad = scan_units(list_shards(shards), verbose=rank == 0)
     if not units:
         raise FileNotFoundError(f"no readable shard in {shards!r}: " + "; ".join(bad[:5]))
+    ship_jpeg = decode == "device" or (decode == "auto" and device is not None and nvjpeg_available(device))
     plan = StreamPlan(
         units=tuple(split_units(units, world_size * max(1, data.num_workers))),
-        spec=SampleSpec.from_config(data, train, pick_decoder(decoder)),
+        spec=SampleSpec.from_config(data, train, pick_decoder(decoder), ship_jpeg),
         batch_size=batch_size,
         shuffle_buffer=data.shuffle_buffer if train else 0,
         seed=data.seed,
@@ -742,10 +911,30 @@ def build_loader(
         cache_dir=getattr(data, "cache_dir", None),
     )
     if rank == 0:
-        log.info("loader: %d files (%d skipped), %d units, %d windows, %d global workers, decoder %s",
+        where = (f"in the main process on {device or 'cpu'}" + (" (nvJPEG)" if device is not None
+                 and nvjpeg_available(device) else f" ({plan.spec.decoder})")) if ship_jpeg else \
+            f"in the workers ({plan.spec.decoder})"
+        log.info("loader: %d files (%d skipped), %d units, %d windows, %d global workers, JPEGs decoded %s",
                  len(list_shards(shards)), len(bad), len(plan.units), sum(u.rows for u in plan.units),
-                 plan.global_workers, plan.spec.decoder)
-    return ShardLoader(ShardStream(plan, tokenize), bad_files=bad, pin_memory=pin_memory)
+                 plan.global_workers, where)
+    return ShardLoader(ShardStream(plan, tokenize), bad_files=bad, pin_memory=pin_memory, decode_device=device)
+
+
+MAX_AUTO_WORKERS = 32
+
+
+def resolve_num_workers(setting: int | str, local_world_size: int = 1, cores: int | None = None) -> int:
+    """``data.num_workers``: a number as given, or ``"auto"``: the cores this process may use divided
+    among the ranks of this node, less one for each rank's own process (at most 32, at least 1). The
+    ranks of a job must agree (the stream is split by the global worker count): the trainer takes the
+    minimum over ranks."""
+    if setting != "auto":
+        if not isinstance(setting, int) or setting < 0:
+            raise ValueError(f"data.num_workers must be a count >= 0 or 'auto', got {setting!r}")
+        return setting
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, local_world_size) - 1))
 
 
 class HFTokenize:

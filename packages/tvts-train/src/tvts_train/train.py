@@ -62,7 +62,7 @@ class RunSetupError(ValueError):
 
 # Fields that may change when a run is resumed: they change what is logged or kept, not what is trained.
 RESUMABLE_CHANGES = ("train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.output_dir",
-                     "data.shards", "data.cache_dir")
+                     "data.shards", "data.cache_dir", "data.decode")
 
 
 @dataclass(frozen=True)
@@ -426,10 +426,26 @@ def build(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, deepspeed: Any,
     log.info("deepspeed.initialize: %.1f s (ZeRO-%d, %s)", time.perf_counter() - t0,
              ds["zero_optimization"]["stage"], compute_dtype(ds))
     checkpoint.use_weights_only_loading(engine)
-    loader = build_loader(opts.data, cfg.data, batch_size=engine.train_micro_batch_size_per_gpu(),
+    data = dataclasses.replace(cfg.data, num_workers=agreed_num_workers(cfg.data.num_workers, env))
+    loader = build_loader(opts.data, data, batch_size=engine.train_micro_batch_size_per_gpu(),
                           rank=env.rank, world_size=env.world_size, tokenize=HFTokenize(cfg.model.text),
-                          pin_memory=env.device.type == "cuda")
+                          pin_memory=env.device.type == "cuda", device=env.device)
     return engine, loader
+
+
+def agreed_num_workers(setting: int | str, env: DistEnv) -> int:
+    """``data.num_workers`` resolved on this node, then the minimum over ranks: every rank must split the
+    stream by the same global worker count."""
+    from tvts_train.data import resolve_num_workers
+
+    workers = resolve_num_workers(setting, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if setting == "auto" and dist.is_initialized() and env.world_size > 1:
+        agreed = torch.tensor([workers], device=env.device if env.device.type == "cuda" else "cpu")
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        workers = int(agreed.item())
+    if setting == "auto" and env.is_main:
+        log.info("data.num_workers=auto: %d loader workers per rank", workers)
+    return workers
 
 
 def pretrain(cfg: ExperimentConfig, opts: RunOptions) -> RunResult:

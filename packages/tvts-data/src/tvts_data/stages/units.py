@@ -77,7 +77,8 @@ def _by_video(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]
 
 def _require(corpus: Corpus, stage: str, before: str, chunk: int) -> None:
     if not corpus.is_done(before, chunk):
-        raise FileNotFoundError(f"{corpus.ledger_part(before, chunk)} is missing: stage {stage!r} needs stage "
+        raise FileNotFoundError(f"{corpus.public_path(corpus.ledger_part(before, chunk))} is missing: stage "
+                                f"{stage!r} needs stage "
                                 f"{before!r} done for chunk {chunk}; run `tvts-data prepare --stages {before},{stage}`")
 
 
@@ -139,10 +140,11 @@ def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str
 def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
     _require(corpus, "frames", "windows", chunk)
     windows = read_rows(corpus.chunk_file("windows", chunk))
-    downloaded = {s["video_id"] for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"}
+    downloaded = {s["video_id"]: "" for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"}
     for w in windows:  # a download is read from this corpus's raw/, wherever the words stage saw it
         if w["video_id"] in downloaded:
-            w["video_path"] = str(raw_video(corpus, w["video_id"], cfg))
+            found = downloaded[w["video_id"]] or str(raw_video(corpus, w["video_id"], cfg))  # once per video
+            w["video_path"] = downloaded[w["video_id"]] = found
     timeout = cfg.frames.decode_timeout_s
 
     with DecodeHelper() as helper:

@@ -21,6 +21,8 @@ one seeded mask per batch shared by every control, so the controls differ only i
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from dataclasses import dataclass
@@ -102,7 +104,7 @@ def _score(model: TVTS, batch: dict[str, torch.Tensor], control: str, mask_ratio
 def evaluate_sorting(run: str | Path, data: str | Path, options: SortEvalOptions = SortEvalOptions(),
                      device: str | None = None) -> dict[str, Any]:
     """Sort accuracy of ``run`` on the windows of ``data`` under each control, with chance levels."""
-    from tvts_train.data import HFTokenize, build_loader, normalize_video
+    from tvts_train.data import HFTokenize, build_loader, normalize_video, resolve_num_workers
 
     unknown = [c for c in options.controls if c not in CONTROLS]
     if unknown:
@@ -112,7 +114,8 @@ def evaluate_sorting(run: str | Path, data: str | Path, options: SortEvalOptions
         raise SortEvalError(f"{run} was trained with objective 'base': it has no sort module to evaluate")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
-    loader = build_loader(data, cfg.data, batch_size=options.batch_size, train=False, epochs=1,
+    data_cfg = dataclasses.replace(cfg.data, num_workers=resolve_num_workers(cfg.data.num_workers))
+    loader = build_loader(data, data_cfg, batch_size=options.batch_size, train=False, epochs=1,
                           tokenize=HFTokenize(cfg.model.text))
     K = cfg.model.num_transcripts
     mask_ratio = cfg.model.mask_ratio if options.mask_ratio is None else options.mask_ratio

@@ -85,8 +85,10 @@ class InfoNCE(nn.Module):
         else:
             v_all, t_all, offset = v, t, 0
         target = torch.arange(v.shape[0], device=v.device) + offset  # positive of local query i
-        loss_v2t = F.cross_entropy(v @ t_all.T / self.temperature, target)  # NCE(v, t): (B, W*B)
-        loss_t2v = F.cross_entropy(t @ v_all.T / self.temperature, target)  # NCE(t, v): (B, W*B)
+        # Under autocast a matmul runs in bf16 whatever its inputs are: keep the similarities in float32.
+        with torch.autocast(v.device.type, enabled=False):
+            loss_v2t = F.cross_entropy(v @ t_all.T / self.temperature, target)  # NCE(v, t): (B, W*B)
+            loss_t2v = F.cross_entropy(t @ v_all.T / self.temperature, target)  # NCE(t, v): (B, W*B)
         return loss_v2t + loss_t2v
 
 

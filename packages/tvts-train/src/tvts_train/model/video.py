@@ -30,6 +30,18 @@ class CubeEmbed(nn.Module):
         x = self.proj(video)  # (B, D, T', H', W')
         return x.flatten(2).transpose(1, 2)  # (B, T'*H'*W', D): all patches of slot 0, then slot 1, ...
 
+    def forward_kept(self, video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The tokens of the cubes ``keep`` (B, L) only: the Conv3d as a matmul over the gathered cubes,
+        whose flattening (C, t, p, p) matches the kernel's, so this equals ``forward(video)[b, keep[b]]``
+        up to float rounding."""
+        B, C, T, H, W = video.shape
+        t, p = self.proj.kernel_size[0], self.proj.kernel_size[1]
+        cubes = video.reshape(B, C, T // t, t, H // p, p, W // p, p)
+        cubes = cubes.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, -1, C * t * p * p)  # (B, T'*N, C*t*p*p)
+        kept = torch.gather(cubes, 1, keep.unsqueeze(-1).expand(-1, -1, cubes.shape[-1]))  # (B, L, C*t*p*p)
+        weight = self.proj.weight.reshape(self.proj.out_channels, -1)  # (D, C*t*p*p)
+        return torch.nn.functional.linear(kept, weight, self.proj.bias)  # (B, L, D)
+
 
 def random_keep_per_slot(
     batch: int,
@@ -104,14 +116,22 @@ class VideoViT(nn.Module):
     ) -> torch.Tensor:
         """``(B, 3, T, H, W)`` -> normed tokens ``(B, 1 + L, D)``; L = T'*N, or T'*round(N*(1-mask_ratio))."""
         B = video.shape[0]
-        x = self.patch_embed(video)  # (B, T'*N, D)
-        if x.shape[1] != self.num_slots * self.num_patches:
+        expected = (self.cfg.in_chans, self.cfg.num_frames, self.cfg.img_size, self.cfg.img_size)
+        if tuple(video.shape[1:]) != expected:
             raise ValueError(f"video {tuple(video.shape)} does not match the configured "
                              f"{self.cfg.num_frames} frames at {self.cfg.img_size}px")
-        x = x + self.pos_embed()
-        if mask_ratio:  # None or 0: every token is visible (evaluation)
-            keep = random_keep_per_slot(B, self.num_slots, self.num_patches, 1.0 - mask_ratio, generator, x.device)
-            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, L, D)
+        if mask_ratio and self.cfg.embed_kept_only:
+            keep = random_keep_per_slot(B, self.num_slots, self.num_patches, 1.0 - mask_ratio, generator,
+                                        video.device)
+            pos = self.pos_embed().expand(B, -1, -1)
+            x = self.patch_embed.forward_kept(video, keep) + torch.gather(
+                pos, 1, keep.unsqueeze(-1).expand(-1, -1, pos.shape[-1]))  # (B, L, D)
+        else:
+            x = self.patch_embed(video) + self.pos_embed()  # (B, T'*N, D)
+            if mask_ratio:  # None or 0: every token is visible (evaluation)
+                keep = random_keep_per_slot(B, self.num_slots, self.num_patches, 1.0 - mask_ratio, generator,
+                                            x.device)
+                x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, L, D)
         cls = (self.cls_token + self.pos_embed_spatial[:, :1, :]).expand(B, -1, -1)  # (B, 1, D)
         x = torch.cat([cls, x], dim=1)  # (B, 1 + L, D)
         for blk in self.blocks:
