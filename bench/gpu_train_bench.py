@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -65,6 +66,7 @@ from tvts_train.model import SORT_HEADS, InfoNCE, VideoViT, text_projection, vid
 from tvts_train.model import layers as tvts_layers
 
 log = logging.getLogger("gpu_train_bench")
+TORCH_TF32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # torch's defaults
 REPO = Path(__file__).resolve().parents[1]
 
 # Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' datasheets. Matched as
@@ -316,14 +318,17 @@ def time_variant(variant: Variant, cfg: ModelConfig, args: argparse.Namespace, d
                  flops_per_clip: float, peak: float | None, batch_size: int) -> dict[str, Any]:
     """Steady-state step time of one variant; a failure (OOM, no flash kernel, no DeepSpeed) is reported."""
     torch.manual_seed(args.seed)
-    # The reference trained in true fp32 on V100s, which have no TF32; keep H100 matmuls in fp32 too.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    # The reference trained in true fp32 on V100s, which have no TF32: keep its matmuls in fp32 too. The
+    # other variants run with torch's defaults, as the trainer does.
+    reference = variant.name == "reference"
+    torch.backends.cuda.matmul.allow_tf32 = False if reference else TORCH_TF32[0]
+    torch.backends.cudnn.allow_tf32 = False if reference else TORCH_TF32[1]
     if variant.kept_cubes:
         cfg = dataclasses.replace(cfg, video=dataclasses.replace(cfg.video, embed_kept_only=True))
     model = VideoSortStep(cfg, args.with_text, variant.attention).to(device).train()
     batch = make_batch(cfg, batch_size, args.with_text, device, args.seed)
     if device.type == "cuda":
+        gc.collect()  # a previous DeepSpeed engine sits in reference cycles (hooks that close over it)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     windows: list[float] = []
@@ -465,7 +470,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ] + (["tiny smoke run: shapes are the tiny preset, numbers are not meaningful"] if args.tiny_smoke else []),
     }
     if args.e2e_windows:
-        report["end_to_end"] = time_end_to_end(cfg, args, device, flops["total"], peak)
+        try:
+            report["end_to_end"] = time_end_to_end(cfg, args, device, flops["total"], peak)
+        except (RuntimeError, OSError, ValueError) as err:  # keep the variants' figures whatever happens here
+            log.error("end-to-end figure failed: %s", err)
+            report["end_to_end"] = {"status": f"failed: {str(err).splitlines()[0][:300]}"}
     return report
 
 
@@ -513,7 +522,8 @@ def time_end_to_end(cfg: ModelConfig, args: argparse.Namespace, device: torch.de
                 engine.step(inputs_of(next(batches)))
             _sync(device)
             t0 = time.perf_counter()
-            for _ in range(args.steps * args.windows):
+            # long enough that the batches the workers prefetched during warm-up (2 each) are a small part
+            for _ in range(max(args.steps * args.windows, 8 * max(1, data.num_workers))):
                 inputs = inputs_of(next(batches))
                 engine.step(inputs)
                 steps, clips = steps + 1, clips + int(inputs["video"].shape[0])

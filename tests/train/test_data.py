@@ -342,17 +342,29 @@ def test_the_batch_video_is_a_channels_first_view_normalised_contiguous(corpus):
 
 
 def test_a_bad_jpeg_shipped_to_the_main_process_is_skipped_and_counted(tmp_path, caplog):
+    """data.decode=device: a frame whose header is bad (or of another size) is skipped in the worker, so the
+    batches are those of decode=worker; one that fails only in full decoding drops its sample from its
+    batch in the main process. Either way the sample counts as skipped, never as a sample."""
     rows = [window_row(i) for i in range(6)]
-    rows[2]["frames"] = [b[:40] for b in rows[2]["frames"]]  # truncated: only decoding finds out
-    write_shard(tmp_path / "s.parquet", rows)
-    loader = build_loader(tmp_path, data_cfg(decode="device"), batch_size=3, train=False)
+    rows[2]["frames"] = [b[:40] for b in rows[2]["frames"]]  # truncated inside the header
+    write_shard(tmp_path / "header" / "s.parquet", rows)
+    worker = list(build_loader(tmp_path / "header", data_cfg(decode="worker"), batch_size=3, train=False))
+    shipped = build_loader(tmp_path / "header", data_cfg(decode="device"), batch_size=3, train=False)
+    for a, b in zip(worker, list(shipped), strict=True):
+        assert a["window_id"] == b["window_id"] and torch.equal(a["video"], b["video"])
+    assert shipped.counters()["skipped_samples"] == 1 and shipped.counters()["samples"] == 5
+
+    rows = [window_row(i) for i in range(6)]
+    rows[2]["frames"] = [b[: b.index(b"\xff\xda") + 16] for b in rows[2]["frames"]]  # headers whole, scan cut
+    write_shard(tmp_path / "body" / "s.parquet", rows)
+    loader = build_loader(tmp_path / "body", data_cfg(decode="device"), batch_size=3, train=False)
     with caplog.at_level(logging.WARNING, logger="tvts_train.data"):
         batches = list(loader)
     assert [len(b["window_id"]) for b in batches] == [2, 3]
     assert all(b["video"].shape[0] == b["order"].shape[0] == len(b["texts"]) for b in batches)
     assert sorted(window_number(w) for b in batches for w in b["window_id"]) == [0, 1, 3, 4, 5]
-    assert loader.counters()["skipped_samples"] == 1 and "undecodable JPEG" in caplog.text
-    assert loader.state_dict()["decode_skipped"] == 1
+    assert loader.counters()["skipped_samples"] == 1 and loader.counters()["samples"] == 5
+    assert "undecodable JPEG" in caplog.text and loader.state_dict()["decode_skipped"] == 1
 
 
 def test_num_workers_auto_divides_the_cores_among_the_ranks_of_a_node():
@@ -374,8 +386,8 @@ def test_a_corpus_whose_jpegs_never_decode_on_the_device_is_an_error(tmp_path, m
 
     monkeypatch.setattr(data_mod, "MAX_EMPTY_BATCHES", 5)
     rows = [window_row(i) for i in range(4)]
-    for row in rows:
-        row["frames"] = [b"\xff\xd8 not a jpeg"] * len(row["frames"])
+    for row in rows:  # headers whole (the workers pass them), every scan cut short
+        row["frames"] = [b[: b.index(b"\xff\xda") + 16] for b in row["frames"]]
     write_shard(tmp_path / "s.parquet", rows)
     loader = build_loader(tmp_path, data_cfg(decode="device"), batch_size=2, train=True)
     with pytest.raises(RuntimeError, match="none of the last 5 batches"):

@@ -385,3 +385,31 @@ def test_pretrain_streams_shards_from_s3_and_resumes_exactly(s3_bucket, corpus, 
     with caplog.at_level(logging.ERROR):
         assert pretrain("s3://no-such-bucket/corpus", tmp_path / "nobucket", "--max-steps", "1") == cli.EXIT_USAGE
     assert "s3://no-such-bucket/corpus" in _one_error_line(caplog)
+
+
+def test_an_auto_worker_count_resumes_with_the_checkpoints_own(tmp_path):
+    """data.num_workers=auto resolves from the node's cores; a resume must split the stream as the
+    checkpointed run did, so it takes the count recorded with the checkpoint (or, for checkpoints from
+    before that record, the run's config.yaml)."""
+    import json
+
+    import yaml
+
+    from tvts_train.config import to_dict
+    from tvts_train.train import RunOptions, config_changes, resumed_num_workers
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step00000004").mkdir(parents=True)
+    (run / "checkpoints" / "latest").write_text("step00000004")
+    opts = RunOptions(deepspeed_config=CPU_JSON, data="x", output=run, resume=True)
+    assert resumed_num_workers(opts) is None  # nothing recorded: resolve afresh
+    saved = to_dict(load_config("tiny"))
+    saved["data"]["num_workers"] = 3  # a run from before "auto" existed ...
+    del saved["model"]["video"]["embed_kept_only"]  # ... and before this key did
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resumed_num_workers(opts) == 3
+    (run / "checkpoints" / "step00000004" / "tvts.json").write_text(json.dumps({"step": 4, "loader_workers": 5}))
+    assert resumed_num_workers(opts) == 5
+    auto = load_config("tiny", {"data.num_workers": "auto"})
+    assert config_changes(run, auto) == {}  # neither the new key nor "auto" is a change
+    assert config_changes(run, load_config("tiny", {"data.num_workers": 4})) == {"data.num_workers": (3, 4)}

@@ -155,7 +155,8 @@ def save(engine: Any, ckpt_dir: str | os.PathLike, step: int, loader_state: dict
     client = {"step": step, "loader": _gather(loader_state), "rng": _gather(rng_state())}
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
     if _is_main():
-        (Path(ckpt_dir) / tag / INFO_FILE).write_text(json.dumps({"step": step, "world_size": world}))
+        (Path(ckpt_dir) / tag / INFO_FILE).write_text(json.dumps(
+            {"step": step, "world_size": world, "loader_workers": loader_state.get("num_workers")}))
         prune(ckpt_dir, keep)
     log.info("saved checkpoint %s/%s", ckpt_dir, tag)
     return tag

@@ -360,6 +360,23 @@ def decode_frame(blob: bytes, fmt: str, height: int, width: int, decoder: str = 
         raise SampleError(f"undecodable JPEG: {err}") from err
 
 
+def check_jpeg_header(blob: bytes, height: int, width: int) -> None:
+    """Raise :class:`SampleError` unless ``blob`` starts like a JPEG of ``height`` x ``width`` (its header
+    only: microseconds, where decoding takes milliseconds). Without simplejpeg, only the magic bytes."""
+    if blob[:2] != b"\xff\xd8":
+        raise SampleError("undecodable JPEG: no JPEG start marker")
+    try:
+        import simplejpeg
+    except ImportError:
+        return
+    try:
+        h, w = simplejpeg.decode_jpeg_header(blob)[:2]
+    except ValueError as err:
+        raise SampleError(f"undecodable JPEG: {err}") from err
+    if (h, w) != (height, width):
+        raise SampleError(f"a JPEG of {h}x{w} in a row of {height}x{width} frames")
+
+
 def crop_origin(height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int]:
     """Top-left corner of a ``size`` square: random (train) or centred (``rng`` None)."""
     if height < size or width < size:
@@ -394,7 +411,11 @@ def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator)
     if spec.ship_jpeg:
         if fmt not in ("jpeg", "raw"):
             raise SampleError(f"unknown frame_format {fmt!r}")
-        sample.update(jpegs=[row["frames"][i] for i in pick], frame_format=fmt, frame_hw=(height, width))
+        jpegs = [row["frames"][i] for i in pick]
+        if fmt == "jpeg":
+            for blob in jpegs:  # a bad header is caught here, so the batch is filled as with decode=worker
+                check_jpeg_header(blob, height, width)
+        sample.update(jpegs=jpegs, frame_format=fmt, frame_hw=(height, width))
     else:
         frames = [decode_frame(row["frames"][i], fmt, height, width, spec.decoder) for i in pick]
         if any(f.shape != frames[0].shape for f in frames):
@@ -506,16 +527,26 @@ def decode_batch(batch: dict[str, Any], spec: SampleSpec, device: torch.device) 
     s = spec.crop_size
     good: list[int] = []
     if nvjpeg_available(device) and all(f == "jpeg" for f in formats):
-        frames = _decode_on_cuda(blobs, device)
-        clips = []
-        for b in range(B):
-            mine = frames[b * T : (b + 1) * T]
-            if any(f is None or tuple(f.shape[1:]) != tuple(frame_hw[b]) for f in mine):
-                continue
-            (y, x) = crops[b]
-            clips.append(torch.stack([f[:, y : y + s, x : x + s] for f in mine], dim=1))  # (3, T, S, S)
-            good.append(b)
-        video = torch.stack(clips) if clips else torch.empty(0, 3, T, s, s, dtype=torch.uint8, device=device)
+        # nvJPEG writes its output on a private stream that does not wait for ours, into memory the caching
+        # allocator hands out on the current stream: memory that backward may have freed with kernels still
+        # queued (pytorch/vision#9606). On a stream of our own, idle once synchronised, nothing is pending.
+        current, side = torch.cuda.current_stream(device), _decode_stream(device)
+        side.synchronize()
+        with torch.cuda.stream(side):
+            frames = _decode_on_cuda(blobs, device, spec.decoder)
+            clips = []
+            for b in range(B):
+                mine = frames[b * T : (b + 1) * T]
+                if any(f is None or tuple(f.shape[1:]) != tuple(frame_hw[b]) for f in mine):
+                    log.warning("skipping sample %s: a frame does not decode to %dx%d", batch["window_id"][b],
+                                *frame_hw[b])
+                    continue
+                (y, x) = crops[b]
+                clips.append(torch.stack([f[:, y : y + s, x : x + s] for f in mine], dim=1))  # (3, T, S, S)
+                good.append(b)
+            video = torch.stack(clips) if clips else torch.empty(0, 3, T, s, s, dtype=torch.uint8, device=device)
+        current.wait_stream(side)
+        video.record_stream(current)  # the training stream uses it next: the allocator must know
     else:
         cpu_clips = []
         for b in range(B):
@@ -541,9 +572,15 @@ def decode_batch(batch: dict[str, Any], spec: SampleSpec, device: torch.device) 
     return batch, dropped
 
 
-def _decode_on_cuda(blobs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
-    """(3, H, W) uint8 frames decoded by nvJPEG; a frame that does not decode is None (the batch call
-    fails as a whole, so then each frame is retried alone)."""
+@functools.lru_cache(maxsize=None)
+def _decode_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device=device)
+
+
+def _decode_on_cuda(blobs: list[torch.Tensor], device: torch.device, cpu_decoder: str) -> list[torch.Tensor | None]:
+    """(3, H, W) uint8 frames decoded by nvJPEG. The batch call fails as a whole on one bad frame, so then
+    each frame is retried alone; a frame nvJPEG does not take (CMYK, a flavour it lacks) is decoded on the
+    CPU and copied over; one that nothing decodes is None."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
@@ -554,7 +591,12 @@ def _decode_on_cuda(blobs: list[torch.Tensor], device: torch.device) -> list[tor
             try:
                 out.append(decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
-                out.append(None)
+                try:
+                    frame = decode_frame(blob.numpy().tobytes(), "jpeg", 0, 0, cpu_decoder)
+                except SampleError:
+                    out.append(None)
+                    continue
+                out.append(torch.from_numpy(frame).permute(2, 0, 1).to(device))
         return out
 
 
@@ -836,8 +878,8 @@ class ShardLoader:
 
     def counters(self) -> dict[str, int]:
         """Totals over this rank's workers (consumed batches only), plus unreadable files."""
-        return {
-            "samples": sum(p.samples for p in self.positions),
+        return {  # a sample dropped by decode_batch was counted by its worker: it is a skip, not a sample
+            "samples": sum(p.samples for p in self.positions) - self.decode_skipped,
             "skipped_samples": sum(p.skipped_samples for p in self.positions) + self.decode_skipped,
             "skipped_units": sum(p.skipped_units for p in self.positions),
             "bad_files": len(self.bad_files),

@@ -331,7 +331,10 @@ def config_changes(run: Path, cfg: ExperimentConfig) -> dict[str, tuple[Any, Any
     if not path.is_file():
         return {}
     before, now = _flat(yaml.safe_load(path.read_text()) or {}), _flat(to_dict(cfg))
-    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+    # A key the run's config.yaml lacks did not exist when it was written: the run had its default behaviour.
+    # num_workers "auto" resumes with the checkpoint's own count (resumed_num_workers).
+    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now))
+            if k in before and before.get(k) != now.get(k) and not (k == "data.num_workers" and now.get(k) == "auto")}
 
 
 def preflight(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv) -> dict[str, tuple[Any, Any]]:
@@ -426,11 +429,28 @@ def build(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, deepspeed: Any,
     log.info("deepspeed.initialize: %.1f s (ZeRO-%d, %s)", time.perf_counter() - t0,
              ds["zero_optimization"]["stage"], compute_dtype(ds))
     checkpoint.use_weights_only_loading(engine)
-    data = dataclasses.replace(cfg.data, num_workers=agreed_num_workers(cfg.data.num_workers, env))
+    workers = resumed_num_workers(opts) if cfg.data.num_workers == "auto" and opts.resume else None
+    data = dataclasses.replace(cfg.data, num_workers=workers if workers is not None
+                               else agreed_num_workers(cfg.data.num_workers, env))
     loader = build_loader(opts.data, data, batch_size=engine.train_micro_batch_size_per_gpu(),
                           rank=env.rank, world_size=env.world_size, tokenize=HFTokenize(cfg.model.text),
                           pin_memory=env.device.type == "cuda", device=env.device)
     return engine, loader
+
+
+def resumed_num_workers(opts: RunOptions) -> int | None:
+    """The loader workers of the checkpoint a ``data.num_workers=auto`` run resumes from: the stream is
+    split by the global worker count, so an exact resume keeps it, whatever this node's cores say."""
+    ckpt_dir = Path(opts.output) / "checkpoints"
+    tag = opts.resume_tag or checkpoint.latest_tag(ckpt_dir)
+    saved = checkpoint.checkpoint_info(ckpt_dir, tag).get("loader_workers") if tag else None
+    if saved is None and (Path(opts.output) / "config.yaml").is_file():  # checkpoints from before the record
+        saved = (yaml.safe_load((Path(opts.output) / "config.yaml").read_text()) or {}).get("data", {}).get(
+            "num_workers")
+    if isinstance(saved, int):
+        log.info("data.num_workers=auto: %d loader workers per rank, as in the checkpoint resumed from", saved)
+        return saved
+    return None
 
 
 def agreed_num_workers(setting: int | str, env: DistEnv) -> int:
@@ -438,7 +458,9 @@ def agreed_num_workers(setting: int | str, env: DistEnv) -> int:
     stream by the same global worker count."""
     from tvts_train.data import resolve_num_workers
 
-    workers = resolve_num_workers(setting, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    # torchrun sets LOCAL_WORLD_SIZE, the deepspeed launcher LOCAL_SIZE; unknown: assume one node
+    per_node = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or str(env.world_size)
+    workers = resolve_num_workers(setting, int(per_node))
     if setting == "auto" and dist.is_initialized() and env.world_size > 1:
         agreed = torch.tensor([workers], device=env.device if env.device.type == "cuda" else "cpu")
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)

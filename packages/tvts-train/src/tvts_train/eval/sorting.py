@@ -114,7 +114,9 @@ def evaluate_sorting(run: str | Path, data: str | Path, options: SortEvalOptions
         raise SortEvalError(f"{run} was trained with objective 'base': it has no sort module to evaluate")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
-    data_cfg = dataclasses.replace(cfg.data, num_workers=resolve_num_workers(cfg.data.num_workers))
+    # "auto" sizes a training loader; a held-out corpus may have fewer row groups than that: two at most
+    workers = cfg.data.num_workers if cfg.data.num_workers != "auto" else min(2, resolve_num_workers("auto"))
+    data_cfg = dataclasses.replace(cfg.data, num_workers=workers)
     loader = build_loader(data, data_cfg, batch_size=options.batch_size, train=False, epochs=1,
                           tokenize=HFTokenize(cfg.model.text))
     K = cfg.model.num_transcripts

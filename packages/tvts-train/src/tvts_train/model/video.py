@@ -31,16 +31,16 @@ class CubeEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B, T'*H'*W', D): all patches of slot 0, then slot 1, ...
 
     def forward_kept(self, video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """The tokens of the cubes ``keep`` (B, L) only: the Conv3d as a matmul over the gathered cubes,
-        whose flattening (C, t, p, p) matches the kernel's, so this equals ``forward(video)[b, keep[b]]``
-        up to float rounding."""
+        """The tokens of the cubes ``keep`` (B, L) only, equal to ``forward(video)[b, keep[b]]`` up to float
+        rounding: the kept cubes are gathered into a batch of single-cube clips and go through the same
+        Conv3d (through its forward, so ZeRO-3 gathers its weights as for the full path)."""
         B, C, T, H, W = video.shape
         t, p = self.proj.kernel_size[0], self.proj.kernel_size[1]
         cubes = video.reshape(B, C, T // t, t, H // p, p, W // p, p)
         cubes = cubes.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, -1, C * t * p * p)  # (B, T'*N, C*t*p*p)
         kept = torch.gather(cubes, 1, keep.unsqueeze(-1).expand(-1, -1, cubes.shape[-1]))  # (B, L, C*t*p*p)
-        weight = self.proj.weight.reshape(self.proj.out_channels, -1)  # (D, C*t*p*p)
-        return torch.nn.functional.linear(kept, weight, self.proj.bias)  # (B, L, D)
+        out = self.proj(kept.reshape(-1, C, t, p, p))  # (B*L, D, 1, 1, 1)
+        return out.reshape(B, keep.shape[1], -1)  # (B, L, D)
 
 
 def random_keep_per_slot(
