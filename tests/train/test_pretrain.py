@@ -79,11 +79,14 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, six_steps, tmp_path):
     assert (run / "video_encoder.safetensors").exists()
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpus, one_rank, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("accum", [1, 2])  # 2: the check covers every micro-step of the update
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpus, one_rank, tmp_path, monkeypatch, caplog,
+                                                                   accum):
     monkeypatch.setenv("TVTS_FAULT_NAN_AT_STEP", "5")
     run = tmp_path / "nan"
     with caplog.at_level(logging.ERROR):
-        code = pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=2")
+        code = pretrain(corpus, run, "--max-steps", "6", "--set", "train.ckpt_every=2",
+                        "--set", f"train.grad_accum={accum}")
     assert code == cli.EXIT_NONFINITE
     assert re.search(r"non-finite loss .* at step 5", caplog.text) and "step00000004" in caplog.text
     assert (run / "checkpoints" / "latest").read_text() == "step00000004"

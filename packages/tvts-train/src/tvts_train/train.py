@@ -288,9 +288,11 @@ def to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -
     return out
 
 
-def all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on EVERY rank (so all ranks stop together instead of hanging)."""
-    flag = torch.isfinite(loss.detach()).float().reshape(1)  # stays on the loss's device (NCCL needs CUDA)
+def all_finite(*losses: torch.Tensor) -> bool:
+    """Whether every loss is finite on EVERY rank (so all ranks stop together instead of hanging); one
+    host synchronisation."""
+    # stays on the losses' device (NCCL needs CUDA)
+    flag = torch.stack([torch.isfinite(x.detach()).all() for x in losses]).all().float().reshape(1)
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
@@ -543,17 +545,23 @@ def train_loop(cfg: ExperimentConfig, opts: RunOptions, env: DistEnv, engine: An
         while step < end:
             t0 = time.perf_counter()
             lr = engine.get_lr()[0]  # the lr this update uses
-            for _ in range(accum):
+            losses: list[torch.Tensor] = []
+            for micro in range(accum):
                 t_wait = time.perf_counter()
                 batch = to_device(next(batches), env.device, dtype)
                 window.wait += time.perf_counter() - t_wait
 
                 out = engine(batch)
                 loss = out["loss"] * float("nan") if fault_at == step + 1 else out["loss"]
-                if not all_finite(loss):  # checked before backward: the optimizer never sees the bad step
-                    raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step + 1}; stopping. "
-                                             f"Last good checkpoint: {checkpoint.latest_tag(ckpt_dir)}")
                 engine.backward(loss)
+                losses.append(loss.detach())
+                # One host sync per optimizer step, once the last backward is queued (the device is busy
+                # meanwhile) and before the update: the optimizer never applies a non-finite step.
+                if micro == accum - 1 and not all_finite(*losses):
+                    bad = [float(x) for x in losses if not torch.isfinite(x)]
+                    raise NonFiniteLossError(f"non-finite loss ({bad[0] if bad else 'on another rank'}) at step "
+                                             f"{step + 1}; stopping. Last good checkpoint: "
+                                             f"{checkpoint.latest_tag(ckpt_dir)}")
                 engine.step()  # DeepSpeed updates the weights only at the accumulation boundary
                 # kept on the device: moved to the host once per log line, not at every micro-step
                 window.add(torch.stack([out[k].detach().float() for k in METRICS]) / accum)
