@@ -4,16 +4,18 @@ Object stores have no atomic rename, so nothing is built in place. Each chunk is
 local scratch disk (``run.scratch_dir``) as an ordinary corpus, raw downloads included, by the same
 stage units as on POSIX, and then published stage by stage:
 
-1. the run token in the bucket is checked (fencing: a worker of an earlier, killed run writes nothing);
-2. the stage's outputs are uploaded under their final names (a PUT is all or nothing: no reader ever
+1. the stage's outputs are uploaded under their final names (a PUT is all or nothing: no reader ever
    sees half a file), raw files with each video's info JSON last, as on disk;
-3. outputs an earlier attempt at the chunk left beyond the new ones (extra shard parts) are deleted;
-4. the token is checked again and the chunk's ledger part is uploaded, last.
+2. outputs an earlier attempt at the chunk left beyond the new ones (extra shard parts) are deleted,
+   from the highest down, so a kill midway never leaves a gap;
+3. the chunk's ledger part is uploaded, last.
 
-A chunk is done for a stage exactly when its ledger part exists, as on POSIX. A run killed anywhere in
-between leaves no ledger part; the next run redoes the chunk and overwrites the same names. A chunk's
-workspace survives a kill on its node (an interrupted download resumes from its ``.part`` files) and is
-removed once the chunk is published.
+The run token in the bucket is checked before every write (fencing, as POSIX checks it before every
+rename: a worker of an earlier, killed run writes nothing). A chunk is done for a stage exactly when its
+ledger part exists, as on POSIX. A run killed anywhere in between leaves no ledger part; the next run
+redoes the chunk and overwrites the same names. A chunk's workspace belongs to one run; the next run's
+workspace on that node takes over its raw downloads (an interrupted download resumes from its ``.part``
+files), and a workspace is removed once its chunk is published.
 
 The driver keeps a local mirror of the small files (sources, ledger) to plan the run and to write
 ``stats.json`` and ``manifest.json``, which it uploads at the end. Credentials and endpoints come from
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 class StorageError(OSError):
     """The object store refused the corpus (no such bucket, no credentials, no access)."""
+
 
 def is_remote(location: str | os.PathLike) -> bool:
     """A URI for a filesystem other than the local one (``file://`` and plain paths are local)."""
@@ -83,8 +86,21 @@ def filesystem_of(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 def list_files(location: str | os.PathLike, rel_dir: str) -> tuple[pafs.FileSystem, list[pafs.FileInfo]]:
     """The files of a corpus folder (``rel_dir`` of ``location``, a folder or a URI), sorted by path."""
     fs, root = filesystem_of(location)
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{rel_dir}", allow_not_found=True))
-    return fs, sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+    return fs, files_in(fs, f"{root}/{rel_dir}")
+
+
+def files_in(fs: pafs.FileSystem, folder: str, recursive: bool = False) -> list[pafs.FileInfo]:
+    """The files under ``folder`` (none when it does not exist), sorted by path."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=recursive))
+    return sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+
+
+def delete_file(fs: pafs.FileSystem, path: str) -> None:
+    """Delete one file; one that is already gone is fine (a rerun may repeat a delete)."""
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def file_size(location: str | os.PathLike) -> int | None:
@@ -133,10 +149,7 @@ class ObjectCorpus:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
     def files(self, rel_dir: str, recursive: bool = False) -> list[pafs.FileInfo]:
-        """The files under a folder (none when it does not exist), sorted by path."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel_dir), allow_not_found=True,
-                                                        recursive=recursive))
-        return sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path)
+        return files_in(self.fs, self.path(rel_dir), recursive)
 
     def relative(self, info: pafs.FileInfo) -> str:
         return info.path[len(self.base) + 1:]
@@ -168,10 +181,7 @@ class ObjectCorpus:
                         destination_filesystem=self.fs)
 
     def delete(self, rel: str) -> None:
-        try:
-            self.fs.delete_file(self.path(rel))
-        except FileNotFoundError:
-            pass
+        delete_file(self.fs, self.path(rel))
 
     def read_json(self, rel: str) -> Any:
         with self.fs.open_input_stream(self.path(rel)) as f:

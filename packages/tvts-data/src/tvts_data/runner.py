@@ -34,7 +34,15 @@ from tvts_data.config import PrepareConfig, config_to_dict
 from tvts_data.download import make_limiter
 from tvts_data.corpus import OUTPUT_DIRS, Corpus, read_rows, remove_stale_temporaries, write_json, write_rows
 from tvts_data.inputs import assign_chunks, read_sources
-from tvts_data.remote import ObjectCorpus, filesystem_of, is_remote, list_files, scratch_root, store_environment
+from tvts_data.remote import (
+    ObjectCorpus,
+    delete_file,
+    filesystem_of,
+    is_remote,
+    list_files,
+    scratch_root,
+    store_environment,
+)
 from tvts_data.schema import LEDGER, SCHEMA_VERSION, SOURCES, chunk_name
 from tvts_data.stages.units import STAGE_ORDER, STAGE_UNITS, ledger_row
 
@@ -413,15 +421,8 @@ def retry_failed(corpus: Corpus | str) -> dict[str, int]:
             stem = info.base_name.removesuffix(".parquet")
             n = earlier[stem]
             for stage in STAGE_ORDER[1:]:
-                _delete(fs, f"{root}/ledger/{stage}/{chunk_name(chunk)}")
+                delete_file(fs, f"{root}/ledger/{stage}/{chunk_name(chunk)}")
             fs.create_dir(f"{root}/ledger/download/history")
             fs.move(info.path, f"{root}/ledger/download/history/{stem}-{n:03d}.parquet")
             reopened[str(chunk)] = len(retry)
     return reopened
-
-
-def _delete(fs: pafs.FileSystem, path: str) -> None:
-    try:
-        fs.delete_file(path)
-    except FileNotFoundError:
-        pass

@@ -360,6 +360,19 @@ def decode_frame(blob: bytes, fmt: str, height: int, width: int, decoder: str = 
         raise SampleError(f"undecodable JPEG: {err}") from err
 
 
+def decode_clip(blobs: list[bytes], fmt: str, height: int, width: int, decoder: str,
+                exact_size: bool = False) -> list[np.ndarray]:
+    """A clip's stored frames -> (H, W, 3) uint8 arrays of one size (``exact_size``: the row's
+    ``height`` x ``width``); raises :class:`SampleError` when they cannot be."""
+    frames = [decode_frame(blob, fmt, height, width, decoder) for blob in blobs]
+    if any(f.shape != frames[0].shape for f in frames):
+        raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
+    if exact_size and frames[0].shape[:2] != (height, width):
+        raise SampleError(f"frames are {frames[0].shape[0]}x{frames[0].shape[1]}, not {height}x{width} as "
+                          "their row says")
+    return frames
+
+
 def check_jpeg_header(blob: bytes, height: int, width: int) -> None:
     """Raise :class:`SampleError` unless ``blob`` starts like a JPEG of ``height`` x ``width`` (its header
     only: microseconds, where decoding takes milliseconds). Without simplejpeg, only the magic bytes."""
@@ -417,9 +430,7 @@ def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator)
                 check_jpeg_header(blob, height, width)
         sample.update(jpegs=jpegs, frame_format=fmt, frame_hw=(height, width))
     else:
-        frames = [decode_frame(row["frames"][i], fmt, height, width, spec.decoder) for i in pick]
-        if any(f.shape != frames[0].shape for f in frames):
-            raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
+        frames = decode_clip([row["frames"][i] for i in pick], fmt, height, width, spec.decoder)
         height, width = frames[0].shape[:2]
     y, x = crop_origin(height, width, spec.crop_size, rng if spec.train else None)
     s = spec.crop_size
@@ -551,14 +562,10 @@ def decode_batch(batch: dict[str, Any], spec: SampleSpec, device: torch.device) 
         cpu_clips = []
         for b in range(B):
             try:
-                frames_np = [decode_frame(blobs[b * T + t].numpy().tobytes(), formats[b], *frame_hw[b], spec.decoder)
-                             for t in range(T)]
+                frames_np = decode_clip([blob.numpy().tobytes() for blob in blobs[b * T : (b + 1) * T]],
+                                        formats[b], *frame_hw[b], spec.decoder, exact_size=True)
             except SampleError as err:
                 log.warning("skipping sample %s: %s", batch["window_id"][b], err)
-                continue
-            if any(f.shape[:2] != tuple(frame_hw[b]) for f in frames_np):
-                log.warning("skipping sample %s: frames are not %dx%d as its row says", batch["window_id"][b],
-                            *frame_hw[b])
                 continue
             (y, x) = crops[b]
             cpu_clips.append([f[y : y + s, x : x + s] for f in frames_np])

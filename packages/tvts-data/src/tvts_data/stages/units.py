@@ -140,11 +140,11 @@ def run_windows(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str
 def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str, Any]]:
     _require(corpus, "frames", "windows", chunk)
     windows = read_rows(corpus.chunk_file("windows", chunk))
-    downloaded = {s["video_id"]: "" for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"}
-    for w in windows:  # a download is read from this corpus's raw/, wherever the words stage saw it
-        if w["video_id"] in downloaded:
-            found = downloaded[w["video_id"]] or str(raw_video(corpus, w["video_id"], cfg))  # once per video
-            w["video_path"] = downloaded[w["video_id"]] = found
+    # A download is read from this corpus's raw/, wherever the words stage saw it (looked up once per video).
+    downloaded = {s["video_id"] for s in sources_of_chunk(corpus, chunk) if s["kind"] == "youtube"}
+    in_raw = {vid: str(raw_video(corpus, vid, cfg)) for vid in {w["video_id"] for w in windows} & downloaded}
+    for w in windows:
+        w["video_path"] = in_raw.get(w["video_id"], w["video_path"])
     timeout = cfg.frames.decode_timeout_s
 
     with DecodeHelper() as helper:
