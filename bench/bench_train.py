@@ -68,6 +68,7 @@ from tvts_train.model import TVTS  # noqa: E402
 log = logging.getLogger("bench_train")
 
 BENCH_DIR = Path(__file__).resolve().parent
+WORKER_EPOCHS = 20  # passes over the corpus in the worker-process figure
 # A plain English vocabulary, so the WordPiece tokenizer does the work it does on real transcripts.
 VOCAB = ("the", "we", "are", "going", "to", "cut", "this", "board", "and", "then", "glue", "it", "together",
          "after", "that", "you", "sand", "edges", "until", "smooth", "paint", "dries", "overnight", "next")
@@ -177,7 +178,7 @@ class Mp4Clips:
         y, x = crop_origin(frames.shape[1], frames.shape[2], self.spec.crop_size, rng)
         s = self.spec.crop_size
         perm = rng.permutation(self.spec.K)
-        return {"crops": list(frames[:, y : y + s, x : x + s]),  # T views of (S, S, 3)
+        return {"clip": frames[:, y : y + s, x : x + s],  # (T, S, S, 3) view
                 "texts": [window["texts"][j] for j in perm], "order": perm, "window_id": window["window_id"],
                 "frame_index": pick, "crop_yx": (y, x)}
 
@@ -196,6 +197,19 @@ def _timed_pass(batches: Iterator[dict[str, Any]]) -> dict[str, float]:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     clips = sum(int(b["video"].shape[0]) for b in batches)
     return _timing(clips, wall0, cpu0)
+
+
+def _timed_worker_pass(loader: ShardLoader) -> dict[str, float]:
+    """One pass of a loader with DataLoader worker processes, as the trainer runs it: clips per CPU-second
+    of the workers (their own rusage, which counts once they have exited and been joined, as they are
+    when the pass ends) and the main process's CPU per clip (receiving the batches)."""
+    t0, wall0 = os.times(), time.perf_counter()
+    clips = sum(int(b["video"].shape[0]) for b in loader)
+    t1, wall = os.times(), time.perf_counter() - wall0
+    workers = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+    main = (t1.user - t0.user) + (t1.system - t0.system)
+    return {"clips": clips, "wall_s": wall, "worker_cpu_s": workers, "main_cpu_s": main,
+            "clips_per_cpu_s": clips / workers, "main_cpu_ms_per_clip": 1e3 * main / clips}
 
 
 def _timing(clips: int, wall0: float, cpu0: float) -> dict[str, float]:
@@ -228,6 +242,12 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
                                 epochs=1, decoder=decoder_name)
 
         shipped = dataclasses.replace(data, decode="device")
+        in_a_worker = dataclasses.replace(data, num_workers=1)
+
+        def worker_process_loader() -> ShardLoader:
+            # WORKER_EPOCHS passes over the windows, so the worker's start-up is a small share of its time
+            return build_loader(corpus["shard_dir"], in_a_worker, batch_size=batch_size, train=True,
+                                tokenize=tokenize, epochs=WORKER_EPOCHS)
 
         def shipping_worker() -> Iterator[dict[str, Any]]:
             # What a loader worker does when the GPU decodes: read, TSN pick, crop origins, tokenise, pack
@@ -242,7 +262,7 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
 
         next(iter(shard_loader())), next(mp4.batches(2, tokenize, seed=12345))  # warm-up: libraries, tokenizer
         decoder = shard_loader().plan.spec.decoder
-        shards, videos, pil, ship, main_decode, legacy = [], [], [], [], [], []
+        shards, videos, pil, ship, main_decode, legacy, in_worker = [], [], [], [], [], [], []
         for r in range(rounds):
             loader = shard_loader()
             shards.append(_timed_pass(iter(loader)))
@@ -254,9 +274,13 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             packed = list(shipping_worker())
             ship.append(_timing(sum(len(b["window_id"]) for b in packed), wall0, cpu0))
             main_decode.append(_timed_pass(decode_in_main(packed)))
+            # Right after a worker process exits, this process runs slower for a moment (measured: the next
+            # short pass ~20% slower): only the long mp4 pass follows it, where that is noise.
+            in_worker.append(_timed_worker_pass(worker_process_loader()))
             videos.append(_timed_pass(mp4.batches(batch_size, tokenize, seed=r)))
-            log.info("loader round %d: shards %.1f clips/cpu-s (%s)%s; GPU-decode path: workers %.1f, its CPU "
+            log.info("loader round %d: shards %.1f clips/cpu-s (%s; %.1f in a worker process)%s; GPU-decode path: workers %.1f, its CPU "
                      "fallback decode %.1f; mp4 %.2f clips/cpu-s", r, shards[-1]["clips_per_cpu_s"], decoder,
+                     in_worker[-1]["clips_per_cpu_s"],
                      f", {pil[-1]['clips_per_cpu_s']:.1f} (pil)" if pil else "", ship[-1]["clips_per_cpu_s"],
                      main_decode[-1]["clips_per_cpu_s"], videos[-1]["clips_per_cpu_s"])
         profile = profile_shard_pass(shard_loader())
@@ -270,6 +294,10 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
         "batch_size": batch_size, "rounds": rounds, "threads": 1, "num_workers": 0, "jpeg_decoder": decoder,
         "shards": {"clips_per_core_s": med(shards, "clips_per_cpu_s"),
                    "clips_per_s_wall": med(shards, "clips_per_s_wall"), "runs": shards},
+        "shards_worker_process": {
+            "clips_per_core_s": med(in_worker, "clips_per_cpu_s"),
+            "main_cpu_ms_per_clip": med(in_worker, "main_cpu_ms_per_clip"), "epochs": WORKER_EPOCHS,
+            "runs": in_worker},
         "shards_pil": ({"clips_per_core_s": med(pil, "clips_per_cpu_s"), "runs": pil} if pil else None),
         "ratio_decoder_over_pil": (med(shards, "clips_per_cpu_s") / med(pil, "clips_per_cpu_s") if pil else None),
         "shards_zstd_frames": {"clips_per_core_s": med(legacy, "clips_per_cpu_s"), "runs": legacy},
@@ -293,6 +321,10 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             "shards: tvts_train.data.build_loader in train mode (TSN draw of 16 of 48 stored candidates, "
             "JPEG decode, random crop 224, tokenise K=4 x 50); it ships uint8 and the trainer normalises on the "
             "training device (tvts_train.train.to_device), so normalisation is not loader CPU time",
+            "shards_worker_process: the same loader with data.num_workers=1, as the trainer runs it: a DataLoader "
+            "worker process decodes, the batch reaches the main process through shared memory. clips_per_core_s "
+            "is clips per CPU-second of the worker (its rusage, start-up included, over WORKER_EPOCHS passes); "
+            "main_cpu_ms_per_clip is what receiving the batches costs the main process",
             "mp4: the reference's path with decord instead of OpenCV (cv2 is not installed): a VideoReader "
             "opened per clip with decoder-side resize to short side 256, get_batch random access of 16 TSN "
             "frames, random crop 224, then the same collate (tokenise) plus ImageNet normalisation on the CPU, as the "
@@ -340,8 +372,8 @@ def profile_shard_pass(loader: ShardLoader) -> dict[str, float]:
     sample = cum.get("data.make_sample", 0.0)
     tokenise = cum.get("data.__call__", 0.0)  # HFTokenize
     collate_s = cum.get("data.collate", 0.0)
-    parts = {"row_group_read": read, "jpeg_decode": decode, "tsn_crop_stack": sample - decode,
-             "normalise_permute_collate": collate_s - tokenise, "tokenise": tokenise}
+    parts = {"row_group_read": read, "jpeg_decode": decode, "tsn_crop_into_batch": sample - decode,
+             "collate": collate_s - tokenise, "tokenise": tokenise}
     parts["other"] = total - sum(parts.values())
     return {k: 1e3 * v / clips for k, v in parts.items()} | {"total_profiled": 1e3 * total / clips}
 
@@ -353,18 +385,18 @@ def normalise_costs(batch_size: int, frames: int, crop: int) -> dict[str, Any]:
     shipping uint8 to normalise on the GPU (where it is free), bound what the collate can cost on CPU.
     """
     rng = np.random.default_rng(0)
-    samples = [{"crops": list(rng.integers(0, 256, (frames, crop, crop, 3), dtype=np.uint8)), "texts": ["a"] * 4,
+    samples = [{"clip": rng.integers(0, 256, (frames, crop, crop, 3), dtype=np.uint8), "texts": ["a"] * 4,
                 "order": np.arange(4), "window_id": "x", "frame_index": np.arange(frames), "crop_yx": (0, 0)}
                for _ in range(batch_size)]
     mean = torch.tensor(IMAGENET_MEAN).mul(255.0).view(1, 3, 1, 1, 1)
     std = torch.tensor(IMAGENET_STD).mul(255.0).view(1, 3, 1, 1, 1)
 
     def channels_first() -> torch.Tensor:
-        clips = torch.from_numpy(np.stack([np.stack(s["crops"]) for s in samples]))  # (B, T, H, W, 3) uint8
+        clips = torch.from_numpy(np.stack([s["clip"] for s in samples]))  # (B, T, H, W, 3) uint8
         return clips.permute(0, 4, 1, 2, 3).contiguous().float().sub_(mean).div_(std)  # (B, 3, T, H, W)
 
     def uint8_only() -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.stack(s["crops"]) for s in samples])).permute(0, 4, 1, 2, 3).contiguous()
+        return torch.from_numpy(np.stack([s["clip"] for s in samples])).permute(0, 4, 1, 2, 3).contiguous()
 
     out: dict[str, Any] = {}
     ways = (("loader_collate", lambda: collate(samples, None)),

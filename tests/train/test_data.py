@@ -392,3 +392,55 @@ def test_a_corpus_whose_jpegs_never_decode_on_the_device_is_an_error(tmp_path, m
     loader = build_loader(tmp_path, data_cfg(decode="device"), batch_size=2, train=True)
     with pytest.raises(RuntimeError, match="none of the last 5 batches"):
         next(iter(loader))
+
+
+@pytest.mark.parametrize("decode", ["worker", "device"])
+def test_null_frames_and_frames_of_two_sizes_in_a_clip_are_skipped_and_counted(tmp_path, decode, caplog):
+    """A null frame (or a null frame list) in a shard, and a clip whose frames have two sizes, cost their
+    sample only: skipped with a warning that says why, every good sample still comes out."""
+    rows = [window_row(i) for i in range(6)]
+    rows[1]["frames"] = [None] * len(rows[1]["frames"])
+    rows[2]["frames"] = None
+    small = window_row(2, height=HEIGHT + 16, width=WIDTH + 16)["frames"]  # every TSN pick meets both sizes
+    rows[4]["frames"] = [small[i] if (i // CANDIDATES) % 2 else b for i, b in enumerate(rows[4]["frames"])]
+    write_shard(tmp_path / "s.parquet", rows)
+    loader = build_loader(tmp_path, data_cfg(decode=decode), batch_size=1, train=True, epochs=1)
+    with caplog.at_level(logging.WARNING, logger="tvts_train.data"):
+        ids = all_ids(loader)
+    assert sorted(window_number(w) for w in ids) == [0, 3, 5]
+    assert loader.counters()["skipped_samples"] == 3 and loader.counters()["samples"] == 3
+    assert "null frame" in caplog.text and "bad row" in caplog.text
+    assert ("differ in size" if decode == "worker" else "a JPEG of") in caplog.text
+
+
+def test_stored_frames_are_views_of_the_row_group(tmp_path):
+    """Rows hand out their frames as zero-copy views into the row group; indexing works like a list's."""
+    from tvts_train.data import StoredFrames
+
+    rows = [window_row(i) for i in range(3)]
+    rows[1]["frames"][2] = None
+    write_shard(tmp_path / "s.parquet", rows)
+    frames = pq.read_table(tmp_path / "s.parquet", columns=["frames"]).slice(1, 2).column("frames").combine_chunks()
+    stored = StoredFrames.of_row(frames, 0)  # row 1 of the file
+    assert len(stored) == len(rows[1]["frames"])
+    assert stored[0].tobytes() == rows[1]["frames"][0] and stored[-1].tobytes() == rows[1]["frames"][-1]
+    assert stored[2] is None
+    with pytest.raises(IndexError):
+        stored[len(stored)]
+    assert stored[0].obj is not None and stored[0].format == "B"  # a view of Arrow's buffer, unsigned bytes
+
+
+class _SharedProbe(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        from tvts_train.data import new_uint8_buffer
+
+        yield new_uint8_buffer((2, 3)).is_shared()
+
+
+def test_batch_buffers_are_made_in_shared_memory_inside_loader_workers():
+    """In a DataLoader worker the batch buffer starts in shared memory, so sending it to the main process
+    copies nothing; in the main process it is ordinary memory."""
+    from tvts_train.data import new_uint8_buffer
+
+    assert not new_uint8_buffer((2, 3)).is_shared()
+    assert list(torch.utils.data.DataLoader(_SharedProbe(), batch_size=None, num_workers=1)) == [True]

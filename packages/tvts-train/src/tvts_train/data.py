@@ -57,11 +57,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import glob
 import io
 import logging
+import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,7 @@ COLUMNS = ("window_id", "texts", "segments", "candidates", "frame_format", "heig
 MAX_LOGGED_SKIPS = 10  # per worker; later skips are logged at DEBUG (the counters still count them)
 MAX_EMPTY_BATCHES = 100  # data.decode=device: batches in a row with no decodable sample before giving up
 Tokenize = Callable[[list[list[str]]], dict[str, torch.Tensor]]
+Blob = bytes | memoryview  # one encoded frame: bytes, or a view into a row group (StoredFrames)
 
 
 class SampleError(ValueError):
@@ -288,12 +291,12 @@ def tsn_indices(n_stored: int, n_frames: int, rng: np.random.Generator | None) -
     return np.floor((np.arange(n_frames) + 0.5) * n_stored / n_frames).astype(np.int64)
 
 
-def _decode_pil(blob: bytes) -> np.ndarray:
+def _decode_pil(blob: Blob) -> np.ndarray:
     with Image.open(io.BytesIO(blob)) as img:
         return np.asarray(img.convert("RGB"))  # (H, W, 3) uint8; convert() forces the full decode
 
 
-def _decode_simplejpeg(blob: bytes) -> np.ndarray:
+def _decode_simplejpeg(blob: Blob) -> np.ndarray:
     import simplejpeg
 
     if simplejpeg.decode_jpeg_header(blob)[2] in ("CMYK", "YCCK"):  # PIL's conversion is the reference there
@@ -302,14 +305,14 @@ def _decode_simplejpeg(blob: bytes) -> np.ndarray:
     return simplejpeg.decode_jpeg(blob, colorspace="RGB", fastdct=False, fastupsample=False)
 
 
-def _decode_torchvision(blob: bytes) -> np.ndarray:
+def _decode_torchvision(blob: Blob) -> np.ndarray:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     data = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
     return decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()  # (3,H,W) -> (H,W,3)
 
 
-_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
+_DECODERS: dict[str, Callable[[Blob], np.ndarray]] = {
     "simplejpeg": _decode_simplejpeg, "pil": _decode_pil, "torchvision": _decode_torchvision}
 
 
@@ -341,7 +344,7 @@ def pick_decoder(preferred: str = "auto") -> str:
     return "torchvision"
 
 
-def decode_frame(blob: bytes, fmt: str, height: int, width: int, decoder: str = "pil") -> np.ndarray:
+def decode_frame(blob: Blob, fmt: str, height: int, width: int, decoder: str = "pil") -> np.ndarray:
     """One stored frame -> ``(H, W, 3)`` uint8; raises :class:`SampleError` when it cannot."""
     if fmt == "raw":
         if len(blob) != height * width * 3:
@@ -360,20 +363,46 @@ def decode_frame(blob: bytes, fmt: str, height: int, width: int, decoder: str = 
         raise SampleError(f"undecodable JPEG: {err}") from err
 
 
-def decode_clip(blobs: list[bytes], fmt: str, height: int, width: int, decoder: str,
-                exact_size: bool = False) -> list[np.ndarray]:
-    """A clip's stored frames -> (H, W, 3) uint8 arrays of one size (``exact_size``: the row's
-    ``height`` x ``width``); raises :class:`SampleError` when they cannot be."""
-    frames = [decode_frame(blob, fmt, height, width, decoder) for blob in blobs]
-    if any(f.shape != frames[0].shape for f in frames):
-        raise SampleError(f"frames of one clip differ in size: {sorted({f.shape for f in frames})}")
-    if exact_size and frames[0].shape[:2] != (height, width):
-        raise SampleError(f"frames are {frames[0].shape[0]}x{frames[0].shape[1]}, not {height}x{width} as "
-                          "their row says")
-    return frames
+def decode_crops_into(out: np.ndarray, blobs: list[Blob], fmt: str, height: int, width: int, decoder: str,
+                      origin: tuple[int, int] | Callable[[int, int], tuple[int, int]],
+                      exact_size: bool = False) -> tuple[int, int]:
+    """Decode a clip's T stored frames and copy one square crop of each into ``out`` (T, S, S, 3) uint8;
+    returns the crop's top-left corner. ``origin``: the corner, or a function of the decoded frame size
+    that draws it (called once, after the first frame). Frames must share one size (``exact_size``: the
+    row's ``height`` x ``width``); raises :class:`SampleError` when they do not or do not decode.
+
+    One frame is alive at a time, cropped straight into the batch buffer: keeping a batch's full frames
+    until collation (128 x 350 kB in the paper preset) made the allocator hand that memory back to the
+    kernel after every batch and fault it in again, ~20% of a worker's CPU (docs/benchmarks.md)."""
+    size = out.shape[1]
+    first: tuple[int, ...] | None = None
+    y = x = 0
+    for t, blob in enumerate(blobs):
+        frame = decode_frame(blob, fmt, height, width, decoder)
+        if first is None:
+            first = frame.shape
+            if exact_size and first[:2] != (height, width):
+                raise SampleError(f"frames are {first[0]}x{first[1]}, not {height}x{width} as their row says")
+            y, x = origin(*first[:2]) if callable(origin) else origin
+        elif frame.shape != first:
+            raise SampleError(f"frames of one clip differ in size: {first} and {frame.shape}")
+        out[t] = frame[y : y + size, x : x + size]
+    return y, x
 
 
-def check_jpeg_header(blob: bytes, height: int, width: int) -> None:
+def new_uint8_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor for a batch to be written into. In a DataLoader worker it is
+    allocated in shared memory, as torch's default collate does, so sending the batch to the main
+    process copies nothing (a tensor in private memory is copied into shared memory on the way).
+    Elsewhere numpy allocates it: numpy asks for transparent huge pages for large arrays, which makes
+    first writes to a fresh 19 MB batch ~10 page faults instead of ~5,000 (torch.empty's 4 kB pages)."""
+    if get_worker_info() is None:
+        return torch.from_numpy(np.empty(shape, np.uint8))
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
+
+def check_jpeg_header(blob: Blob, height: int, width: int) -> None:
     """Raise :class:`SampleError` unless ``blob`` starts like a JPEG of ``height`` x ``width`` (its header
     only: microseconds, where decoding takes milliseconds). Without simplejpeg, only the magic bytes."""
     if blob[:2] != b"\xff\xd8":
@@ -405,51 +434,55 @@ def _check_row(row: dict[str, Any], K: int) -> int:
     if not isinstance(texts, list) or len(texts) != K or any(not isinstance(t, str) for t in texts):
         raise SampleError(f"bad row: {len(texts) if isinstance(texts, list) else texts!r} transcripts, expected {K}")
     segments, candidates = row.get("segments") or 0, row.get("candidates") or 0
-    if segments <= 0 or candidates <= 0 or not isinstance(frames, list):
+    if not isinstance(frames, (list, StoredFrames)):
+        raise SampleError(f"bad row: no frame list ({type(frames).__name__})")
+    if segments <= 0 or candidates <= 0:
         raise SampleError(f"bad row: segments={segments} candidates={candidates}")
     if len(frames) != segments * candidates:
         raise SampleError(f"wrong frame count: {len(frames)} frames for {segments}x{candidates}")
     return len(frames)
 
 
-def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator) -> dict[str, Any]:
+def make_sample(row: dict[str, Any], spec: SampleSpec, rng: np.random.Generator,
+                out: np.ndarray | None = None) -> dict[str, Any]:
     """A SHARD row -> one sample: TSN frames, one crop for the whole clip, shuffled transcripts.
 
-    The frames come as ``crops`` (T views of (S, S, 3) uint8, copied once, into the batch, by `collate`)
-    or, with ``spec.ship_jpeg``, as ``jpegs`` (the T chosen frames' bytes, cropped after decoding)."""
+    The frames come as ``clip``, (T, S, S, 3) uint8 crops decoded into ``out`` (a slot of the batch
+    buffer, see `worker_batches`; a new array when None), or, with ``spec.ship_jpeg``, as ``jpegs`` (the
+    T chosen frames' bytes, cropped after decoding). On a :class:`SampleError` ``out`` may hold part of
+    the clip: the slot is simply reused."""
     n_stored = _check_row(row, spec.K)
     pick = tsn_indices(n_stored, spec.frames, rng if spec.train else None)  # (T,)
     fmt, height, width = row.get("frame_format"), row.get("height") or 0, row.get("width") or 0
     sample: dict[str, Any] = {"window_id": row.get("window_id"), "frame_index": pick}
+    blobs = [row["frames"][i] for i in pick]
+    if any(blob is None for blob in blobs):
+        raise SampleError(f"null frame at stored index {[int(i) for i, b in zip(pick, blobs) if b is None][0]}")
     if spec.ship_jpeg:
         if fmt not in ("jpeg", "raw"):
             raise SampleError(f"unknown frame_format {fmt!r}")
-        jpegs = [row["frames"][i] for i in pick]
+        jpegs = blobs
         if fmt == "jpeg":
             for blob in jpegs:  # a bad header is caught here, so the batch is filled as with decode=worker
                 check_jpeg_header(blob, height, width)
         sample.update(jpegs=jpegs, frame_format=fmt, frame_hw=(height, width))
+        y, x = crop_origin(height, width, spec.crop_size, rng if spec.train else None)
     else:
-        frames = decode_clip([row["frames"][i] for i in pick], fmt, height, width, spec.decoder)
-        height, width = frames[0].shape[:2]
-    y, x = crop_origin(height, width, spec.crop_size, rng if spec.train else None)
-    s = spec.crop_size
-    if not spec.ship_jpeg:
-        sample["crops"] = [f[y : y + s, x : x + s] for f in frames]  # views; collate copies them once
+        s = spec.crop_size
+        clip = out if out is not None else np.empty((spec.frames, s, s, 3), np.uint8)
+        # The corner is drawn from the decoded size, after the TSN draw and before the shuffle, as always.
+        y, x = decode_crops_into(clip, blobs, fmt, height, width, spec.decoder,
+                                 lambda h, w: crop_origin(h, w, s, rng if spec.train else None))
+        sample["clip"] = clip
     perm = rng.permutation(spec.K)  # slot i shows the transcript at true position perm[i]
     sample.update(texts=[row["texts"][j] for j in perm], order=perm, crop_yx=(y, x))
     return sample
 
 
-def clips_into_batch(clips: list[list[np.ndarray]]) -> torch.Tensor:
-    """B lists of T (S, S, 3) uint8 crops -> (B, 3, T, S, S) uint8: each crop copied once into one
-    (B, T, S, S, 3) buffer, returned as a channels-first view (the transpose is left to the device)."""
-    first = clips[0][0]
-    buf = np.empty((len(clips), len(clips[0]), *first.shape), np.uint8)
-    for b, frames in enumerate(clips):
-        for t, crop in enumerate(frames):
-            buf[b, t] = crop
-    return torch.from_numpy(buf).permute(0, 4, 1, 2, 3)
+def channels_first(clips: torch.Tensor) -> torch.Tensor:
+    """(B, T, S, S, 3) uint8 -> the (B, 3, T, S, S) view the model takes; the transpose copy is left to
+    `normalize_video` on the training device."""
+    return clips.permute(0, 4, 1, 2, 3)
 
 
 @functools.lru_cache(maxsize=8)
@@ -470,7 +503,8 @@ def normalize_video(video: torch.Tensor, dtype: torch.dtype = torch.float32) -> 
     return out.sub_(mean).mul_(inv_std).to(dtype)
 
 
-def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[str, Any]:
+def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None,
+            clips: torch.Tensor | None = None) -> dict[str, Any]:
     """Stack samples into the batch of the module docstring.
 
     The video stays uint8: normalising is float work over every pixel, the largest CPU cost of a loader
@@ -478,7 +512,8 @@ def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[st
     host-to-device copy 4x smaller. The trainer calls `normalize_video` after the copy. Samples that
     carry JPEG bytes (``data.decode=device``) become one uint8 buffer with offsets instead (tensors
     travel from the workers through shared memory; Python bytes would be pickled through a pipe), for
-    `decode_batch` in the main process."""
+    `decode_batch` in the main process. ``clips``: the (B', T, S, S, 3) buffer whose first B rows the
+    samples' crops were decoded into (`worker_batches`); without it they are copied into a new one."""
     texts = [s["texts"] for s in samples]
     batch: dict[str, Any] = {
         "order": torch.from_numpy(np.stack([s["order"] for s in samples])).long(),  # (B, K)
@@ -489,12 +524,21 @@ def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None) -> dict[st
     }
     if "jpegs" in samples[0]:
         blobs = [blob for s in samples for blob in s["jpegs"]]
-        batch["jpeg_data"] = torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8)  # (sum bytes,)
-        batch["jpeg_offsets"] = torch.from_numpy(np.cumsum([0] + [len(b) for b in blobs])).long()  # (B*T+1,)
+        offsets = np.cumsum([0] + [len(b) for b in blobs])  # (B*T+1,)
+        data = new_uint8_buffer((int(offsets[-1]),))  # (sum bytes,): each blob copied once
+        flat = data.numpy()
+        for i, blob in enumerate(blobs):
+            flat[offsets[i] : offsets[i + 1]] = np.frombuffer(blob, np.uint8)
+        batch["jpeg_data"], batch["jpeg_offsets"] = data, torch.from_numpy(offsets).long()
         batch["frame_format"] = [s["frame_format"] for s in samples]
         batch["frame_hw"] = torch.tensor([s["frame_hw"] for s in samples], dtype=torch.long)  # (B, 2)
     else:
-        batch["video"] = clips_into_batch([s["crops"] for s in samples])  # (B, 3, T, H, W) uint8
+        B = len(samples)
+        if clips is None:
+            clips = new_uint8_buffer((B, *samples[0]["clip"].shape))
+            for b, s in enumerate(samples):
+                clips.numpy()[b] = s["clip"]
+        batch["video"] = channels_first(clips[:B])  # (B, 3, T, H, W) uint8
     if tokenize is not None:
         batch.update(tokenize(texts))  # input_ids, attention_mask (B, K, L)
     return batch
@@ -559,19 +603,17 @@ def decode_batch(batch: dict[str, Any], spec: SampleSpec, device: torch.device) 
         current.wait_stream(side)
         video.record_stream(current)  # the training stream uses it next: the allocator must know
     else:
-        cpu_clips = []
+        buf = new_uint8_buffer((B, T, s, s, 3))
         for b in range(B):
             try:
-                frames_np = decode_clip([blob.numpy().tobytes() for blob in blobs[b * T : (b + 1) * T]],
-                                        formats[b], *frame_hw[b], spec.decoder, exact_size=True)
+                mine = [memoryview(blob.numpy()) for blob in blobs[b * T : (b + 1) * T]]
+                decode_crops_into(buf.numpy()[len(good)], mine, formats[b], *frame_hw[b], spec.decoder,
+                                  tuple(crops[b]), exact_size=True)
             except SampleError as err:
                 log.warning("skipping sample %s: %s", batch["window_id"][b], err)
                 continue
-            (y, x) = crops[b]
-            cpu_clips.append([f[y : y + s, x : x + s] for f in frames_np])
             good.append(b)
-        video = (clips_into_batch(cpu_clips) if cpu_clips else torch.empty(0, 3, T, s, s, dtype=torch.uint8))
-        video = video.to(device)
+        video = channels_first(buf[: len(good)]).to(device)
     dropped = B - len(good)
     if dropped:
         batch = _select_rows(batch, good, B)
@@ -652,6 +694,40 @@ def shuffle_buffer(items: list[Any], size: int, rng: np.random.Generator | None)
     yield from buf
 
 
+class StoredFrames(Sequence):
+    """One row's encoded frames, read in place: item i is a zero-copy view (``memoryview``, unsigned
+    bytes) into the row group's Arrow buffer, None for a null frame.
+
+    Turning a row group into Python ``bytes`` copies every stored frame (M*C per window, 48 in the paper
+    preset) where a sample decodes T of them (16): measured ~1 ms of the ~12 ms a camera-like clip
+    costs a worker (docs/benchmarks.md). A view keeps its row group's buffer alive until the sample
+    that holds it is collated.
+    """
+
+    __slots__ = ("_values", "_start", "_n")
+
+    def __init__(self, values: pa.Array, start: int, n: int) -> None:
+        self._values, self._start, self._n = values, start, n
+
+    @classmethod
+    def of_row(cls, frames: pa.ListArray, i: int) -> StoredFrames | None:
+        """Row ``i`` of a ``list<binary>`` column (None where the list itself is null)."""
+        if not frames[i].is_valid:
+            return None
+        start, stop = frames.offsets[i].as_py(), frames.offsets[i + 1].as_py()  # into frames.values
+        return cls(frames.values, start, stop - start)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> memoryview | None:  # type: ignore[override]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"frame {i} of {self._n}")
+        value = self._values[self._start + int(i) % self._n]
+        # Arrow exports signed chars; the decoders (and comparisons with bytes) want unsigned ones.
+        return memoryview(value.as_buffer()).cast("B") if value.is_valid else None
+
+
 class _RowCache:
     """Rows of the units a worker has opened, released row by row as the buffer emits them.
 
@@ -676,7 +752,11 @@ class _RowCache:
     def _load(self, u: int) -> None:
         unit = self.units[u]
         table = self._open(unit.path).read_row_group(unit.row_group, columns=list(COLUMNS))
-        rows = table.slice(unit.start, unit.rows).to_pylist()
+        table = table.slice(unit.start, unit.rows)
+        frames = table.column("frames").combine_chunks()
+        rows = table.drop_columns(["frames"]).to_pylist()
+        for i, row in enumerate(rows):
+            row["frames"] = StoredFrames.of_row(frames, i)
         self.rows[u] = {unit.start + i: r for i, r in enumerate(rows)}
 
     def take(self, ref: tuple[int, int], load: bool) -> tuple[dict[str, Any] | None, bool]:
@@ -742,6 +822,7 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
     cache = _RowCache(list(plan.units), plan.cache_dir)
     pos = dataclasses.replace(pos)
     batch: list[dict[str, Any]] = []
+    clips = None  # this batch's (B, T, S, S, 3) buffer; samples decode their crops into its rows
     while plan.epochs is None or pos.epoch < plan.epochs:
         refs = plan.epoch_refs(pos.epoch, gid)
         samples_before, whole_epoch = pos.samples, pos.consumed == 0
@@ -752,14 +833,18 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
             row, failed_now = cache.take(ref, load=True)
             pos.consumed = i + 1
             pos.skipped_units += failed_now
-            sample = None if row is None else _try_sample(row, ref, plan, pos)
+            if clips is None and not plan.spec.ship_jpeg:
+                s = plan.spec.crop_size
+                clips = new_uint8_buffer((plan.batch_size, plan.spec.frames, s, s, 3))
+            out = None if clips is None else clips.numpy()[len(batch)]
+            sample = None if row is None else _try_sample(row, ref, plan, pos, out)
             if sample is None:
                 continue
             batch.append(sample)
             pos.samples += 1
             if len(batch) == plan.batch_size:
-                yield _finish(batch, tokenize, gid, role, pos)
-                batch = []
+                yield _finish(batch, tokenize, gid, role, pos, clips)
+                batch, clips = [], None
         if whole_epoch and pos.samples == samples_before and refs and plan.epochs is None:
             # Its share of this epoch was all bad; the next epoch deals it other units. Go on, unless
             # the corpus holds no usable sample at all (then no epoch ever would).
@@ -771,7 +856,7 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
                                    "`tvts-data inspect` or rebuild them")
         pos.epoch, pos.consumed = pos.epoch + 1, 0
     if batch:  # finite streams only: the last, smaller batch
-        yield _finish(batch, tokenize, gid, role, pos)
+        yield _finish(batch, tokenize, gid, role, pos, clips)
     # A finite stream ends with its final counters (skips after the last batch), no data.
     yield {"meta": {"worker": gid, "role": role, **dataclasses.asdict(pos)}}
 
@@ -793,9 +878,10 @@ def has_valid_sample(plan: StreamPlan) -> bool:
     return False
 
 
-def _try_sample(row: dict[str, Any], ref: tuple[int, int], plan: StreamPlan, pos: WorkerPos) -> dict | None:
+def _try_sample(row: dict[str, Any], ref: tuple[int, int], plan: StreamPlan, pos: WorkerPos,
+                out: np.ndarray | None = None) -> dict | None:
     try:
-        return make_sample(row, plan.spec, plan.sample_rng(pos.epoch, ref))
+        return make_sample(row, plan.spec, plan.sample_rng(pos.epoch, ref), out)
     except SampleError as err:
         pos.skipped_samples += 1
         level = logging.WARNING if pos.skipped_samples <= MAX_LOGGED_SKIPS else logging.DEBUG
@@ -804,8 +890,9 @@ def _try_sample(row: dict[str, Any], ref: tuple[int, int], plan: StreamPlan, pos
         return None
 
 
-def _finish(batch: list[dict], tokenize: Tokenize | None, gid: int, role: int, pos: WorkerPos) -> dict[str, Any]:
-    out = collate(batch, tokenize)
+def _finish(batch: list[dict], tokenize: Tokenize | None, gid: int, role: int, pos: WorkerPos,
+            clips: torch.Tensor | None = None) -> dict[str, Any]:
+    out = collate(batch, tokenize, clips)
     out["meta"] = {"worker": gid, "role": role, **dataclasses.asdict(pos)}
     return out
 
@@ -822,6 +909,11 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
+        if info is not None:
+            # A forked worker inherits the trainer's objects (the model, the optimizer, DeepSpeed: over a
+            # million). None of them is the worker's to free, yet every full collection would walk them all
+            # and, writing their GC headers, copy their memory pages. Frozen, they are left alone.
+            gc.freeze()
         local = info.id if info is not None else 0
         role = (self.first_role + local) % len(self.start)
         return worker_batches(self.plan, role, self.start[role], self.tokenize)
