@@ -8,7 +8,7 @@ INPUT ?=
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test prepare-data reproduce-mini bench-data bench-download bench-train lint clean
+.PHONY: install test prepare-data reproduce-mini bench-data bench-download bench-train bench-jpeg lint clean
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ bench-download: install
 
 bench-train: install
 	$(PY) bench/bench_train.py --out bench/results/train.json
+
+bench-jpeg: install
+	$(PY) bench/bench_jpeg_quality.py --out bench/results/jpeg_quality.json
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -54,7 +54,9 @@ class FramesConfig:
     candidates: int = 3  # frames kept per segment, evenly spaced; odd so that the middle is the centre
     short_side: int = 256  # resize so the short side is this many pixels (paper: 256)
     format: str = "jpeg"  # "jpeg" | "raw"
-    jpeg_quality: int = 90
+    # 85: the trainer's CPU loader >= 100 clips/s per core on camera-like frames, 22% fewer bytes than 90, for
+    # 0.65 dB PSNR against the source (docs/benchmarks.md, "Stored JPEG quality").
+    jpeg_quality: int = 85
     decoder: str = "auto"  # "auto" (decord, PyAV where decord fails) | "decord" | "pyav"
     # Each video decodes in a helper process killed after this many seconds ("decode_timeout"): a
     # decoder stuck on a damaged file never stalls a worker. None: decode in-process, no deadline.
