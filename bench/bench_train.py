@@ -208,6 +208,8 @@ def _timed_worker_pass(loader: ShardLoader) -> dict[str, float]:
     clips = sum(int(b["video"].shape[0]) for b in loader)
     t1, wall = os.times(), time.perf_counter() - wall0
     workers = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+    if workers <= 0:  # only children this process forked and reaped are counted
+        raise RuntimeError("the loader worker's CPU time is not visible here: run with the fork start method")
     main = (t1.user - t0.user) + (t1.system - t0.system)
     return {"clips": clips, "wall_s": wall, "worker_cpu_s": workers, "main_cpu_s": main,
             "clips_per_cpu_s": clips / workers, "main_cpu_ms_per_clip": 1e3 * main / clips}
@@ -264,6 +266,8 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
         next(iter(shard_loader())), next(mp4.batches(2, tokenize, seed=12345))  # warm-up: libraries, tokenizer
         decoder = shard_loader().plan.spec.decoder
         shards, videos, pil, ship, main_decode, legacy, in_worker = [], [], [], [], [], [], []
+        # The worker's CPU time is read from this process's reaped children: only forked workers are that.
+        forked_workers = torch.multiprocessing.get_start_method() == "fork"
         for r in range(rounds):
             loader = shard_loader()
             shards.append(_timed_pass(iter(loader)))
@@ -277,11 +281,12 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
             main_decode.append(_timed_pass(decode_in_main(packed)))
             # Right after a worker process exits, this process runs slower for a moment (measured: the next
             # short pass ~20% slower): only the long mp4 pass follows it, where that is noise.
-            in_worker.append(_timed_worker_pass(worker_process_loader()))
+            if forked_workers:
+                in_worker.append(_timed_worker_pass(worker_process_loader()))
             videos.append(_timed_pass(mp4.batches(batch_size, tokenize, seed=r)))
             log.info("loader round %d: shards %.1f clips/cpu-s (%s; %.1f in a worker process)%s; GPU-decode path: workers %.1f, its CPU "
                      "fallback decode %.1f; mp4 %.2f clips/cpu-s", r, shards[-1]["clips_per_cpu_s"], decoder,
-                     in_worker[-1]["clips_per_cpu_s"],
+                     in_worker[-1]["clips_per_cpu_s"] if in_worker else float("nan"),
                      f", {pil[-1]['clips_per_cpu_s']:.1f} (pil)" if pil else "", ship[-1]["clips_per_cpu_s"],
                      main_decode[-1]["clips_per_cpu_s"], videos[-1]["clips_per_cpu_s"])
         profile = profile_shard_pass(shard_loader())
@@ -295,10 +300,10 @@ def bench_loader(corpus: dict[str, Any], rounds: int, batch_size: int) -> dict[s
         "batch_size": batch_size, "rounds": rounds, "threads": 1, "num_workers": 0, "jpeg_decoder": decoder,
         "shards": {"clips_per_core_s": med(shards, "clips_per_cpu_s"),
                    "clips_per_s_wall": med(shards, "clips_per_s_wall"), "runs": shards},
-        "shards_worker_process": {
+        "shards_worker_process": ({
             "clips_per_core_s": med(in_worker, "clips_per_cpu_s"),
             "main_cpu_ms_per_clip": med(in_worker, "main_cpu_ms_per_clip"), "epochs": WORKER_EPOCHS,
-            "runs": in_worker},
+            "runs": in_worker} if in_worker else "not measured: the start method is not fork"),
         "shards_pil": ({"clips_per_core_s": med(pil, "clips_per_cpu_s"), "runs": pil} if pil else None),
         "ratio_decoder_over_pil": (med(shards, "clips_per_cpu_s") / med(pil, "clips_per_cpu_s") if pil else None),
         "shards_zstd_frames": {"clips_per_core_s": med(legacy, "clips_per_cpu_s"), "runs": legacy},

@@ -413,21 +413,28 @@ def test_null_frames_and_frames_of_two_sizes_in_a_clip_are_skipped_and_counted(t
     assert ("differ in size" if decode == "worker" else "a JPEG of") in caplog.text
 
 
-def test_stored_frames_are_views_of_the_row_group(tmp_path):
-    """Rows hand out their frames as zero-copy views into the row group; indexing works like a list's."""
+def test_stored_frames_are_a_row_of_their_own_indexed_like_a_list(tmp_path):
+    """A row's frames are one Arrow array of its own (so a row waiting in the shuffle buffer never pins its
+    whole row group) handed out as zero-copy views; indexing works like a list's."""
     from tvts_train.data import StoredFrames
 
     rows = [window_row(i) for i in range(3)]
     rows[1]["frames"][2] = None
     write_shard(tmp_path / "s.parquet", rows)
-    frames = pq.read_table(tmp_path / "s.parquet", columns=["frames"]).slice(1, 2).column("frames").combine_chunks()
+    frames = pq.read_table(tmp_path / "s.parquet", columns=["frames"]).slice(1, 2).column("frames").chunk(0)
     stored = StoredFrames.of_row(frames, 0)  # row 1 of the file
     assert len(stored) == len(rows[1]["frames"])
     assert stored[0].tobytes() == rows[1]["frames"][0] and stored[-1].tobytes() == rows[1]["frames"][-1]
-    assert stored[2] is None
+    assert stored[np.int64(1)].tobytes() == rows[1]["frames"][1] and stored[2] is None
+    assert [v.tobytes() for v in stored[:2]] == rows[1]["frames"][:2]
     with pytest.raises(IndexError):
         stored[len(stored)]
-    assert stored[0].obj is not None and stored[0].format == "B"  # a view of Arrow's buffer, unsigned bytes
+    with pytest.raises(TypeError):
+        stored[1.5]
+    assert stored[0].format == "B"  # unsigned bytes, as the decoders and comparisons with bytes want
+    assert stored._values.buffers()[2].address != frames.values.buffers()[2].address  # not the row group's
+    assert StoredFrames.of_row(pq.read_table(tmp_path / "s.parquet", columns=["frames"]).column("frames").chunk(0),
+                               1)[2] is None
 
 
 class _SharedProbe(torch.utils.data.IterableDataset):

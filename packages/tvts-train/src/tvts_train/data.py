@@ -62,6 +62,7 @@ import glob
 import io
 import logging
 import math
+import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -695,41 +696,45 @@ def shuffle_buffer(items: list[Any], size: int, rng: np.random.Generator | None)
 
 
 class StoredFrames(Sequence):
-    """One row's encoded frames, read in place: item i is a zero-copy view (``memoryview``, unsigned
-    bytes) into the row group's Arrow buffer, None for a null frame.
+    """One row's encoded frames as one Arrow binary array of its own; item i is a zero-copy view
+    (``memoryview``, unsigned bytes) of frame i, None for a null frame.
 
-    Turning a row group into Python ``bytes`` copies every stored frame (M*C per window, 48 in the paper
-    preset) where a sample decodes T of them (16): measured ~1 ms of the ~12 ms a camera-like clip
-    costs a worker (docs/benchmarks.md). A view keeps its row group's buffer alive until the sample
-    that holds it is collated.
+    Turning a row group into Python ``bytes`` objects cost ~1.5 ms per camera-like window (48 stored
+    frames, a sample decodes 16); one C++ copy of the row's frames costs ~0.24 ms. The copy is kept on
+    purpose: views into the row group itself would pin every row group for as long as any of its rows
+    waits in the shuffle buffer (~3x the memory of a worker); a row of its own is freed with its sample.
     """
 
-    __slots__ = ("_values", "_start", "_n")
+    __slots__ = ("_values",)
 
-    def __init__(self, values: pa.Array, start: int, n: int) -> None:
-        self._values, self._start, self._n = values, start, n
+    def __init__(self, values: pa.Array) -> None:
+        self._values = values
 
     @classmethod
     def of_row(cls, frames: pa.ListArray, i: int) -> StoredFrames | None:
-        """Row ``i`` of a ``list<binary>`` column (None where the list itself is null)."""
+        """Row ``i`` of a ``list<binary>`` array (None where the list itself is null), copied."""
         if not frames[i].is_valid:
             return None
         start, stop = frames.offsets[i].as_py(), frames.offsets[i + 1].as_py()  # into frames.values
-        return cls(frames.values, start, stop - start)
+        return cls(pa.concat_arrays([frames.values.slice(start, stop - start)]))  # concat copies: a row of its own
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._values)
 
-    def __getitem__(self, i: int) -> memoryview | None:  # type: ignore[override]
-        if not -self._n <= i < self._n:
-            raise IndexError(f"frame {i} of {self._n}")
-        value = self._values[self._start + int(i) % self._n]
+    def __getitem__(self, i: int | slice) -> memoryview | None | list[memoryview | None]:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i, n = operator.index(i), len(self._values)
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} of {n}")
+        value = self._values[i % n]
         # Arrow exports signed chars; the decoders (and comparisons with bytes) want unsigned ones.
         return memoryview(value.as_buffer()).cast("B") if value.is_valid else None
 
 
 class _RowCache:
-    """Rows of the units a worker has opened, released row by row as the buffer emits them.
+    """Rows of the units a worker has opened, released row by row as the buffer emits them (each row's
+    frames are its own copy, `StoredFrames`, so an emitted row frees its memory).
 
     Only references ``(unit, row)`` go through the shuffle buffer; a unit's row group is read when the
     first of its rows is emitted, so fast-forwarding on resume reads nothing.
@@ -753,10 +758,12 @@ class _RowCache:
         unit = self.units[u]
         table = self._open(unit.path).read_row_group(unit.row_group, columns=list(COLUMNS))
         table = table.slice(unit.start, unit.rows)
-        frames = table.column("frames").combine_chunks()
         rows = table.drop_columns(["frames"]).to_pylist()
-        for i, row in enumerate(rows):
-            row["frames"] = StoredFrames.of_row(frames, i)
+        # chunk by chunk: combining them would copy the whole column, and overflow 2 GiB of int32 offsets
+        row_iter = iter(rows)
+        for chunk in table.column("frames").chunks:
+            for i in range(len(chunk)):
+                next(row_iter)["frames"] = StoredFrames.of_row(chunk, i)
         self.rows[u] = {unit.start + i: r for i, r in enumerate(rows)}
 
     def take(self, ref: tuple[int, int], load: bool) -> tuple[dict[str, Any] | None, bool]:
@@ -833,13 +840,16 @@ def worker_batches(plan: StreamPlan, role: int, pos: WorkerPos, tokenize: Tokeni
             row, failed_now = cache.take(ref, load=True)
             pos.consumed = i + 1
             pos.skipped_units += failed_now
-            if clips is None and not plan.spec.ship_jpeg:
-                s = plan.spec.crop_size
-                clips = new_uint8_buffer((plan.batch_size, plan.spec.frames, s, s, 3))
+            # A batch's first sample decodes into its own array; the buffer (shared memory in a worker,
+            # 19 MB at the paper preset) is made once a sample exists to fill it.
             out = None if clips is None else clips.numpy()[len(batch)]
             sample = None if row is None else _try_sample(row, ref, plan, pos, out)
             if sample is None:
                 continue
+            if clips is None and "clip" in sample:
+                clips = new_uint8_buffer((plan.batch_size, *sample["clip"].shape))
+                clips.numpy()[0] = sample["clip"]
+                sample["clip"] = clips.numpy()[0]
             batch.append(sample)
             pos.samples += 1
             if len(batch) == plan.batch_size:
@@ -910,9 +920,9 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         if info is not None:
-            # A forked worker inherits the trainer's objects (the model, the optimizer, DeepSpeed: over a
-            # million). None of them is the worker's to free, yet every full collection would walk them all
-            # and, writing their GC headers, copy their memory pages. Frozen, they are left alone.
+            # A forked worker (Linux's default start method) inherits the trainer's objects (the model, the
+            # optimizer, DeepSpeed: over a million). None of them is the worker's to free, yet every full
+            # collection would walk them all and, writing their GC headers, copy their memory pages.
             gc.freeze()
         local = info.id if info is not None else 0
         role = (self.first_role + local) % len(self.start)
