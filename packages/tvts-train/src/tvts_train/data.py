@@ -537,8 +537,7 @@ def collate(samples: list[dict[str, Any]], tokenize: Tokenize | None,
         B = len(samples)
         if clips is None:
             clips = new_uint8_buffer((B, *samples[0]["clip"].shape))
-            for b, s in enumerate(samples):
-                clips.numpy()[b] = s["clip"]
+            np.stack([s["clip"] for s in samples], out=clips.numpy())
         batch["video"] = channels_first(clips[:B])  # (B, 3, T, H, W) uint8
     if tokenize is not None:
         batch.update(tokenize(texts))  # input_ids, attention_mask (B, K, L)
