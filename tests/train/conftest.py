@@ -17,6 +17,22 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 from tvts_train.config import ModelConfig, TextConfig, VideoConfig, load_config  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_rank():
+    """The trainer makes a single-rank gloo group for a plain process; undo it after the module."""
+    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -116,3 +116,34 @@ def ffmpeg(out: Path, source: str, *extra: str) -> Path:
            "-pix_fmt", "yuv420p", "-c:v", "libx264", str(out)]
     subprocess.run(cmd, check=True, timeout=60)
     return out
+
+
+# ----------------------------------------------------------------------------- a trivially sortable task
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230), "yellow": (235, 220, 30),
+           "white": (245, 245, 245), "black": (15, 15, 15)}
+
+
+def colour_slot_row(window: int, rng: np.random.Generator, K: int = 4, frames_per_slot: int = 2,
+                    side: int = 16) -> dict:
+    """A window whose k-th transcript names the one flat colour of the clip's k-th temporal slot.
+
+    The K colours are drawn without replacement, so the text alone says nothing about order (any
+    arrangement is as likely) and the clip says everything: a model that sorts these reads the order
+    off the video. ``frames_per_slot`` frames a slot (the tubelet size), one candidate per segment.
+    """
+    names = [str(c) for c in rng.choice(sorted(COLOURS), size=K, replace=False)]
+    frames = [np.full((side, side, 3), COLOURS[name], np.uint8) for name in names for _ in range(frames_per_slot)]
+    row = window_row(window, segments=K * frames_per_slot, candidates=1, K=K, height=side, width=side)
+    row.update(frames=[jpeg(f) for f in frames], texts=[f"a {name} screen" for name in names],
+               window_id=f"colour{window:05d}:00000", video_id=f"colour{window:05d}")
+    return row
+
+
+def write_colour_slots(directory: Path, n_windows: int, seed: int, per_file: int = 64, **kwargs) -> Path:
+    """``n_windows`` colour-slot windows (see :func:`colour_slot_row`) in SHARD files under ``directory``."""
+    rng = np.random.default_rng(seed)
+    rows = [colour_slot_row(seed * 1_000_000 + i, rng, **kwargs) for i in range(n_windows)]
+    for start in range(0, n_windows, per_file):
+        write_shard(directory / f"shard-{start // per_file:05d}-000.parquet", rows[start:start + per_file], 16)
+    return directory

@@ -88,15 +88,65 @@ def test_random_keep_per_slot_keeps_round_n_keep_per_slot_and_slots_differ():
     assert random_keep_per_slot(1, 2, 196, 0.25).shape == (1, 2 * 49)  # the paper's 49 of 196
 
 
-def test_temporal_table_is_zero_at_init_and_pos_embed_is_divided(tiny_video_cfg):
+def test_pos_embed_is_divided(tiny_video_cfg):
     vit = VideoViT(tiny_video_cfg)
-    assert torch.count_nonzero(vit.pos_embed_temporal) == 0
     assert vit.pos_embed_spatial.shape == (1, 1 + 16, 64) and vit.pos_embed_temporal.shape == (1, 2, 64)
-    with torch.no_grad():
-        vit.pos_embed_temporal.normal_()
     pos, sp, tp = vit.pos_embed()[0], vit.pos_embed_spatial[0], vit.pos_embed_temporal[0]
     for t, s in [(0, 0), (0, 15), (1, 3), (1, 15)]:
         torch.testing.assert_close(pos[t * 16 + s], sp[1 + s] + tp[t])  # time-major, CLS row skipped
+
+
+def _permute_slots(video: torch.Tensor, perm: torch.Tensor, tubelet: int) -> torch.Tensor:
+    B, C, T, H, W = video.shape
+    return video.view(B, C, T // tubelet, tubelet, H, W)[:, :, perm].reshape(B, C, T, H, W)
+
+
+@pytest.mark.parametrize("init", ["zero", "normal", "sincos"])
+def test_only_the_zero_temporal_table_is_blind_to_slot_order(tiny_video_cfg, init):
+    """The defect of issue 18 at its root: with a zero table, permuting the temporal slots of a clip just
+    permutes the output tokens (attention is permutation-equivariant), so nothing downstream can tell
+    which slot came first. A non-zero table makes the tokens of a slot depend on where it stands."""
+    cfg = replace(tiny_video_cfg, num_frames=8, temporal_init=init)  # 4 slots of 16 patches
+    vit = VideoViT(cfg).eval()
+    video = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        a = vit.forward_features(video)[:, 1:].unflatten(1, (4, 16))  # (B, T', N, D)
+        b = vit.forward_features(_permute_slots(video, perm, 2))[:, 1:].unflatten(1, (4, 16))
+    change = (b - a[:, perm]).abs().max().item()  # b's slot i holds a's slot perm[i]
+    if init == "zero":
+        assert change < 1e-5
+        assert torch.count_nonzero(vit.pos_embed_temporal) == 0
+    else:
+        assert change > 0.1  # (LayerNorm'd tokens of unit scale)
+
+
+def test_temporal_table_inits():
+    from tvts_train.model.video import sincos_table, temporal_table
+
+    table = sincos_table(4, 8)
+    torch.testing.assert_close(table[0], torch.tensor([0.0] * 4 + [1.0] * 4))  # sin 0, cos 0
+    torch.testing.assert_close(table[:, 0], torch.arange(4.0).sin())  # the fastest channel: w = 1
+    normal = temporal_table(VideoConfig(width=768, temporal_init="normal", temporal_init_std=1.0), 8)
+    assert normal.shape == (1, 8, 768) and 0.8 < normal.std().item() < 1.0  # truncated at 2 std
+    assert normal.abs().max().item() <= 2.0
+    with pytest.raises(ValueError, match="even width"):
+        sincos_table(4, 7)
+
+
+def test_a_fixed_temporal_table_is_not_trained(tiny_model_cfg, batch_factory):
+    """model.video.temporal_learnable=false: no gradient, no optimizer state, the same values after a step."""
+    from tvts_train.train import make_optimizer
+
+    cfg = replace(tiny_model_cfg, video=replace(tiny_model_cfg.video, temporal_learnable=False))
+    model = TVTS(cfg)
+    table = model.video.pos_embed_temporal.detach().clone()
+    optimizer = make_optimizer(model.parameters(), load_config("tiny").optim, {})
+    assert all(p is not model.video.pos_embed_temporal for g in optimizer.param_groups for p in g["params"])
+    model(batch_factory(cfg))["loss"].backward()
+    optimizer.step()
+    assert model.video.pos_embed_temporal.grad is None
+    torch.testing.assert_close(model.video.pos_embed_temporal.detach(), table, rtol=0, atol=0)
 
 
 def test_masking_gathers_after_position_embedding(tiny_video_cfg):
@@ -196,14 +246,14 @@ def test_mae_inflation_repeats_the_kernel_and_maps_every_key(tmp_path, mae_vit, 
     torch.testing.assert_close(vid.cls_token, mae_vit.cls_token, rtol=0, atol=0)
     torch.testing.assert_close(vid.blocks[1].mlp.fc2.weight, mae_vit.blocks[1].mlp.fc2.weight, rtol=0, atol=0)
     torch.testing.assert_close(vid.norm.bias, mae_vit.norm.bias, rtol=0, atol=0)
-    assert report.missing == ["pos_embed_temporal"] and torch.count_nonzero(vid.pos_embed_temporal) == 0
+    assert report.missing == ["pos_embed_temporal"]  # kept at its own initialisation
     assert {"decoder_embed.weight", "mask_token", "head.weight", "head.bias"} <= set(report.ignored)
     assert not report.unexpected and not report.mismatched
 
 
 def test_mae_average_inflation_makes_a_static_clip_equal_the_image_model(tmp_path, mae_vit):
     """Averaged kernel + zero temporal table: a clip of two identical frames is the image, token for token."""
-    vid = VideoViT(_video_cfg_for_mae(inflate="average")).eval()
+    vid = VideoViT(_video_cfg_for_mae(inflate="average", temporal_init="zero")).eval()
     load_imagemae_into(vid, _mae_file(tmp_path, mae_vit), inflate="average")
     torch.testing.assert_close(vid.patch_embed.proj.weight[:, :, 0], mae_vit.patch_embed.proj.weight / 2)
     image = torch.randn(2, 3, 32, 32)

@@ -24,7 +24,7 @@ from tvts_train.train import read_metrics, resolve_ds_config
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_JSON = REPO / "infra" / "deepspeed" / "cpu-zero2.json"
-DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # what a launcher sets
 COMPARED = ("loss", "loss_base", "loss_sort", "sort_acc", "sort_acc_all", "lr")
 
 
@@ -33,22 +33,6 @@ def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shards")
     write_corpus(root, n_windows=24, per_file=8, row_group_size=4)
     return root
-
-
-@pytest.fixture(scope="module")
-def one_rank():
-    """The trainer makes a single-rank gloo group for a plain process; undo it after this module."""
-    saved = {k: os.environ.get(k) for k in DIST_ENV}
-    yield
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def pretrain(corpus: Path, output: Path, *extra: str, config: str = "tiny") -> int:

@@ -45,6 +45,16 @@ class VideoConfig:
     # without the all-token intermediate; ~2% fewer FLOPs at the paper's setting). A speed option to
     # measure on a GPU (bench/gpu_train_bench.py --kept-cubes); off: the Conv3d over every cube.
     embed_kept_only: bool = False
+    # The temporal position table at initialisation. "zero" (the reference code) leaves an encoder that is
+    # exactly blind to the order of its temporal slots: attention is permutation-equivariant, so the sort
+    # module gets no signal from the video until the table has grown out of zero by itself. "normal":
+    # truncated normal (at 2 std) of std temporal_init_std; "sincos": the 1D sine-cosine table of
+    # MAE/VideoMAE over the T' slots. Measured choice: docs/differences.md, "Temporal position table".
+    temporal_init: Literal["zero", "sincos", "normal"] = "normal"
+    # "normal" only. ~ the scale of a patch token at init; 0.02 (the ViT default for the other tables) and
+    # 0.1-0.3 leave the sort task at chance as long as zero does; 0.7-1.5 learn (docs/differences.md)
+    temporal_init_std: float = 1.0
+    temporal_learnable: bool = True  # False: the table keeps its initial values (a fixed table)
     init_checkpoint: str | None = None  # local ImageMAE ViT checkpoint (.pth / .safetensors)
     inflate: Literal["repeat", "average"] = "repeat"  # 2D->3D patch weights; reference: repeat
 

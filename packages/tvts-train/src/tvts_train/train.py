@@ -404,8 +404,10 @@ def make_optimizer(params: Any, o: Any, ds: dict[str, Any]) -> torch.optim.Optim
 
     With the optimizer offloaded to CPU (zero3-offload.json) the step runs on CPU tensors, where
     DeepSpeed's vectorised CPUAdam (AdamW mode; a one-time C++ build cached in TORCH_EXTENSIONS_DIR)
-    is several times faster than torch's, and DeepSpeed requires it by default.
+    is several times faster than torch's, and DeepSpeed requires it by default. Parameters that do not
+    require gradients are left out.
     """
+    params = [p for p in params if p.requires_grad]  # frozen ones (a fixed temporal table) have no state
     offload = ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none")
     if offload == "cpu":
         from deepspeed.ops.adam import DeepSpeedCPUAdam

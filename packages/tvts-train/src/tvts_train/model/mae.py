@@ -7,7 +7,7 @@ ImageMAE's encoder is a timm ViT: ``patch_embed.proj`` (Conv2d), ``cls_token``, 
   reference code *repeats* it over the t frames of a tubelet without dividing by t, so a static clip
   gives t times the image response; ``inflate="average"`` divides by t and keeps the response equal;
 - ``pos_embed`` becomes the learnable spatial table (resized bicubically if the grid differs); the
-  temporal table has no source and stays at its zero initialisation;
+  temporal table has no source and keeps its own initialisation (``model.video.temporal_init``);
 - ``blocks.*`` and ``norm.*`` map key for key (our block uses timm's names). Fine-tuned MAE
   checkpoints replace ``norm`` by ``fc_norm`` (global pooling); that is used when ``norm`` is absent.
 

@@ -6,6 +6,10 @@ embedding (a spatial table shared over time plus a temporal table shared over sp
 [CLS] token is prepended, and during pre-training a random 75% of the patches of every temporal slot
 are dropped (no [MASK] token, no reconstruction). A plain pre-norm ViT then runs joint space-time
 attention over the visible tokens; a final LayerNorm normalises all output tokens.
+
+The temporal table starts non-zero by default (``VideoConfig.temporal_init``): the reference's zero
+table makes the encoder exactly equivariant to permuting its temporal slots, so at initialisation it
+cannot tell the sort module which slot came first, and the sort task sits at chance.
 """
 
 from __future__ import annotations
@@ -67,6 +71,26 @@ def random_keep_per_slot(
     return index if device is None else index.to(device)
 
 
+def sincos_table(num_positions: int, width: int) -> torch.Tensor:
+    """The 1D sine-cosine position table of MAE and VideoMAE, ``(num_positions, width)``: the first half
+    of the channels ``sin(p * w_i)``, the second ``cos(p * w_i)``, with ``w_i = 10000 ** (-i / (width/2))``."""
+    if width % 2:
+        raise ValueError(f"a sine-cosine table needs an even width, got {width}")
+    omega = 1.0 / 10000 ** (torch.arange(width // 2, dtype=torch.float64) / (width / 2))  # (D/2,)
+    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * omega[None]  # (P, D/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()  # (P, D)
+
+
+def temporal_table(cfg: VideoConfig, num_slots: int) -> torch.Tensor:
+    """The initial temporal position table ``(1, T', D)`` that ``cfg.temporal_init`` names."""
+    if cfg.temporal_init == "zero":
+        return torch.zeros(1, num_slots, cfg.width)
+    if cfg.temporal_init == "sincos":
+        return sincos_table(num_slots, cfg.width).unsqueeze(0)
+    std = cfg.temporal_init_std
+    return nn.init.trunc_normal_(torch.empty(1, num_slots, cfg.width), std=std, a=-2 * std, b=2 * std)
+
+
 class VideoViT(nn.Module):
     """ViT over cubes with divided space-time position embedding and per-slot random masking."""
 
@@ -85,8 +109,9 @@ class VideoViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
         # Spatial table includes the [CLS] row (index 0), as in the ImageMAE table it is loaded from.
         self.pos_embed_spatial = nn.Parameter(torch.zeros(1, 1 + self.num_patches, cfg.width))
-        # Temporal table starts at zero so an ImageMAE-initialised model begins as the image model.
-        self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.num_slots, cfg.width))
+        # Temporal table: see VideoConfig.temporal_init (zero is the reference; it starts blind to order).
+        self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.num_slots, cfg.width),
+                                               requires_grad=cfg.temporal_learnable)
         # Stochastic depth ramps linearly from 0 to drop_path (plain floats: works on the meta device).
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
@@ -103,7 +128,8 @@ class VideoViT(nn.Module):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.patch_embed.proj.bias)
         self.apply(init_weights)
-        nn.init.zeros_(self.pos_embed_temporal)
+        with torch.no_grad():
+            self.pos_embed_temporal.copy_(temporal_table(self.cfg, self.num_slots))
 
     def pos_embed(self) -> torch.Tensor:
         """Position embedding of every patch token: spatial[1 + s] + temporal[t], ``(1, T'*N, D)``."""
