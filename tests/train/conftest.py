@@ -17,9 +17,11 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 from tvts_train.config import ModelConfig, TextConfig, VideoConfig, load_config  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def one_rank():
-    """The trainer makes a single-rank gloo group for a plain process; undo it after the module."""
+    """The trainer makes a single-rank gloo group for a plain process; undo it at the end of the session.
+    One group for every module that trains in this process: DeepSpeed keeps a handle on the first one,
+    so a group destroyed and made again fails in the next ``deepspeed.initialize``."""
     saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     yield
     import torch.distributed as dist

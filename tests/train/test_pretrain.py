@@ -125,7 +125,10 @@ def test_two_processes_zero2_loss_goes_down(corpus, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "tvts_train.cli", "pretrain",
            "--deepspeed", str(CPU_JSON), "--config", "tiny", "--data", str(data), "--output", str(run),
-           "--max-steps", "30", "--set", "train.log_every=1", "--set", "train.ckpt_every=1000"]
+           "--max-steps", "30", "--set", "train.log_every=1", "--set", "train.ckpt_every=1000",
+           # the distributed machinery under test, at the budget it was sized for: the tiny preset's default
+           # random temporal table (issue 18) slows its contrastive loss down for the first ~40 steps
+           "--set", "model.video.temporal_init=zero"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
