@@ -106,6 +106,15 @@ class ModelConfig:
     # The sort module attends to the video tokens (the method). False: it sees the K transcripts only,
     # a text-only sorter: the floor the video has to beat (docs/reproduction.md).
     sort_video: bool = True
+    # Subtract the mean of a window's K transcript features before the sort module. The order lives in
+    # what tells the K transcripts apart; the part they share (most of a small text tower's feature:
+    # within-window cosine 0.73, docs/differences.md) is the same for every slot. Still
+    # permutation-equivariant in the transcripts, so it leaks no order.
+    sort_text_centre: bool = False
+    # LayerNorm the transcript features as they enter the sort module, so they start on the scale of
+    # the video tokens (which leave the encoder's final LayerNorm at rms 1). A small text tower's
+    # features enter at rms ~0.1 (mini) and are swamped by attention to the video in the first block.
+    sort_text_norm: bool = False
     objective: Objective = "both"  # Table 2 ablations: base only / sort only / both
     mask_ratio: float = 0.75  # share of patches dropped per temporal slot during pre-training
     gather_negatives: bool = True  # InfoNCE negatives from every data-parallel rank

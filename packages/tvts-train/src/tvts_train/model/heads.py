@@ -56,10 +56,14 @@ class SortHead(nn.Module):
         heads: int = 12,
         mlp_ratio: float = 4.0,
         ln_eps: float = 1e-6,
+        text_centre: bool = False,
+        text_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_transcripts = num_transcripts
-        self.text_in = nn.Identity() if text_width == width else nn.Linear(text_width, width)
+        self.text_centre = text_centre
+        text_in = nn.Identity() if text_width == width else nn.Linear(text_width, width)
+        self.text_in = nn.Sequential(text_in, nn.LayerNorm(width, eps=ln_eps)) if text_norm else text_in
         self.type_embed = nn.Parameter(torch.zeros(2, width))  # zero-init: starts as plain attention
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, qkv_bias=True, ln_eps=ln_eps) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=ln_eps)  # on the K text positions only
@@ -76,6 +80,8 @@ class SortHead(nn.Module):
     def encode(self, video_tokens: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Joint attention over [text; video]: ``(B, 1+L, D)``, ``(B, K, D_text)`` -> ``(B, K, D)``."""
         K = text.shape[1]
+        if self.text_centre:
+            text = text - text.mean(dim=1, keepdim=True)  # what the K transcripts share cannot order them
         t = self.text_in(text) + self.type_embed[self.TEXT]  # (B, K, D)
         v = video_tokens + self.type_embed[self.VIDEO]  # (B, 1+L, D)
         x = torch.cat([t, v], dim=1)  # (B, K+1+L, D)

@@ -53,6 +53,8 @@ class TVTS(nn.Module):
             heads=cfg.sort_heads or cfg.video.heads,
             mlp_ratio=cfg.video.mlp_ratio,
             ln_eps=cfg.video.ln_eps,
+            text_centre=cfg.sort_text_centre,
+            text_norm=cfg.sort_text_norm,
         )
         self.contrastive = InfoNCE(cfg.temperature, gather=cfg.gather_negatives, grad=cfg.base_grad_scale)
         log.info("TVTS: video %.1fM, text %.1fM, sort head (%s) %.1fM parameters", _millions(self.video),
