@@ -44,4 +44,10 @@ export PIP_CONSTRAINT="$PWD/$VENV/constraints.txt"
 # deepspeed builds from source; no CUDA ops are compiled ahead of time.
 export DS_BUILD_OPS=0
 "${PIP[@]}" -e "packages/tvts-data[dev]" -e "packages/tvts-train[dev]"
+# Every interpreter of the venv can import timm and transformers, even where a CUDA torchvision wheel
+# sits next to the CPU torch (tvts_train/_compat.py): a start-up line that installs a lazy import hook.
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > "$SITE/tvts_torchvision_hook.pth" <<'PTH'
+import sys; exec("try:\n from tvts_train._compat import install_import_hook\nexcept ImportError:\n pass\nelse:\n install_import_hook()")
+PTH
 echo "install: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

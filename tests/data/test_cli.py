@@ -82,6 +82,13 @@ def test_unknown_config_key_is_named(tmp_path):
         load_prepare_config(cfg)
     with pytest.raises(ConfigError, match="windows.K"):
         load_prepare_config(None, ["windows.K=three"])
+    # A wrong --set is named as the --set the user typed, not as "defaults.windows".
+    with pytest.raises(ConfigError, match=r"--set 'windows.strid=2': no key 'strid' in windows; known: .*'stride'"):
+        load_prepare_config(None, ["windows.strid=2"])
+    with pytest.raises(ConfigError, match=r"--set 'window.K=3': no key 'window' in the top level"):
+        load_prepare_config(None, ["window.K=3"])
+    with pytest.raises(ConfigError, match=r"windows.K is a value, not a section"):
+        load_prepare_config(None, ["windows.K.x=3"])
 
 
 def test_default_yaml_lists_every_key_with_its_default():

@@ -142,6 +142,7 @@ def test_read_id_list_txt_keeps_first_and_reports_bad_lines(tmp_path) -> None:
     assert [(b.line, b.text, b.kind) for b in bad] == [(5, "not-an-id", "bad_id"),
                                                        (6, f"https://www.youtube.com/watch?v={VID}", "duplicate")]
     assert "not a YouTube video ID" in bad[0].reason and "already on line 3" in bad[1].reason
+    assert "not-an-id" not in bad[0].reason  # the message shows the line once, next to its number
 
 
 def test_read_id_list_tables(tmp_path) -> None:

@@ -50,6 +50,21 @@ def test_compat_makes_timm_and_transformers_importable_in_a_fresh_interpreter():
     assert res.stdout.strip().splitlines()[-1] in {"ok", "patched"}
 
 
+def test_a_plain_interpreter_of_the_venv_imports_timm_and_transformers():
+    """No tvts_train import first: the venv's start-up hook (infra/install.sh) does the step."""
+    code = "import timm, transformers\nfrom transformers import BertModel\nimport torchvision\nprint('ok')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_the_import_hook_is_idempotent_and_inert_once_torchvision_is_loaded():
+    import torchvision  # noqa: F401  (loaded already by the model imports of this module)
+
+    before = list(sys.meta_path)
+    compat.install_import_hook()
+    assert sys.meta_path == before
+
+
 def test_compat_is_a_no_op_without_torchvision(monkeypatch):
     monkeypatch.setattr(compat, "_status", None)
     monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ModuleNotFoundError
@@ -315,9 +330,10 @@ def test_pretrained_minilm_text_encoder_loads_offline(minilm_path):
 # ----------------------------------------------------------------------------- sort heads
 
 
-def _head(name: str, text_width: int = 48):
+def _head(name: str, text_width: int = 48, text_centre: bool = False):
     torch.manual_seed(0)
-    return SORT_HEADS[name](width=64, text_width=text_width, num_transcripts=4, depth=2, heads=2).eval()
+    return SORT_HEADS[name](width=64, text_width=text_width, num_transcripts=4, depth=2, heads=2,
+                            text_centre=text_centre).eval()
 
 
 @pytest.mark.parametrize("name, shape", [("listwise", (2, 4, 4)), ("pairwise", (2, 6)), ("factorial", (2, 24))])
@@ -329,15 +345,24 @@ def test_sort_head_shapes(name, shape):
     assert torch.count_nonzero(head.type_embed) == 0  # type embedding starts at zero
 
 
+@pytest.mark.parametrize("text_centre", [False, True])
 @pytest.mark.parametrize("text_width", [64, 48])  # same width: identity; other width: Linear to 64
-def test_listwise_sort_head_is_permutation_equivariant(text_width):
-    head = _head("listwise", text_width)
+def test_listwise_sort_head_is_permutation_equivariant(text_width, text_centre):
+    head = _head("listwise", text_width, text_centre)
     with torch.no_grad():
         head.type_embed.normal_()  # make sure the equivariance does not rely on zero embeddings
     video, text = torch.randn(2, 9, 64), torch.randn(2, 4, text_width)
     perm = torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
         torch.testing.assert_close(head(video, text[:, perm]), head(video, text)[:, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_centred_sort_head_ignores_what_the_transcripts_share():
+    head = _head("listwise", text_centre=True)
+    video, text = torch.randn(2, 9, 64), torch.randn(2, 4, 48)
+    shared = 10 * torch.randn(2, 1, 48)  # the same vector added to every transcript of a window
+    with torch.no_grad():
+        torch.testing.assert_close(head(video, text + shared), head(video, text), atol=1e-5, rtol=1e-5)
 
 
 def test_pairwise_labels_and_decoding():

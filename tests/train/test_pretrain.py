@@ -332,6 +332,18 @@ def test_max_steps_zero_exports_the_initial_weights(corpus, one_rank, tmp_path):
     assert all(torch.equal(state[k], start[k]) for k in start)
 
 
+def test_pretrain_without_a_deepspeed_json_takes_every_setting_from_the_config(corpus, one_rank, tmp_path, caplog):
+    from tvts_train.train import load_ds_json
+
+    assert load_ds_json(None) == {}  # every value "auto"
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        code = cli.main(["pretrain", "--config", "tiny", "--data", str(corpus), "--output", str(run),
+                         "--max-steps", "1", "--set", "train.zero_stage=0"])
+    assert code == 0 and (run / "video_encoder.safetensors").is_file()
+    assert "ZeRO-0, torch.float32" in caplog.text  # the config's stage, fp32 on a CPU
+
+
 @pytest.fixture(scope="module")
 def s3_bucket(corpus, s3_server):
     """The corpus under s3://tvts-test/corpus/shards/ on the loopback S3 server."""

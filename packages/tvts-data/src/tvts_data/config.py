@@ -153,6 +153,22 @@ def _nested_update(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _check_override_key(cls: type, dotted: str, item: str) -> None:
+    """``--set`` names an existing ``section.key``; the error names the ``--set`` itself, not the file."""
+    node: Any = cls
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        if node is dict or typing.get_origin(node) is dict:
+            return  # a free mapping (extra_ytdlp_opts, ...): any key
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
+        fields = {f.name for f in dataclasses.fields(node)}
+        if part not in fields:
+            section = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(f"--set {item!r}: no key {part!r} in {section}; known: {sorted(fields)}")
+        node = typing.get_type_hints(node)[part]
+
+
 def load_prepare_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PrepareConfig:
     """Read a YAML config (or the defaults) and apply ``section.key=value`` overrides."""
     data: dict[str, Any] = {}
@@ -169,6 +185,7 @@ def load_prepare_config(path: str | Path | None = None, overrides: list[str] | N
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
+        _check_override_key(PrepareConfig, key.strip(), item)
         _nested_update(data, key.strip(), yaml.safe_load(raw))
     return _build(PrepareConfig, data, where)
 

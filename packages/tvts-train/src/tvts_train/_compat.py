@@ -14,16 +14,19 @@ again. The other ops are registered through a helper that checks for the extensi
 two are all that is missing. Calling ``torchvision.ops.nms`` would still fail (there is no kernel);
 nothing in TVTS uses torchvision's C++ ops. On a machine where torchvision imports normally (a CUDA
 machine) this does nothing; where torchvision is not installed it does nothing either.
+
+Every interpreter of the project's venv gets the step, not only code that imports ``tvts_train``
+first: ``infra/install.sh`` writes a ``.pth`` start-up line that calls :func:`install_import_hook`.
+The hook costs nothing at start-up (this module imports no torch at import time); it acts once, when
+something imports torchvision, and only where a CPU torch meets a CUDA torchvision wheel.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import torch
-
-log = logging.getLogger(__name__)
+# No module-level imports beyond sys: this module runs at every start of the venv's interpreter
+# (logging, re and typing would add ~30 ms); each function imports what it needs.
 
 # The schemas exactly as torchvision's compiled library (torchvision/_C.so) declares them.
 _MISSING_SCHEMAS = {
@@ -35,6 +38,8 @@ _status: str | None = None
 
 
 def _op_defined(name: str) -> bool:
+    import torch
+
     try:
         getattr(torch.ops.torchvision, name)
     except (AttributeError, RuntimeError):  # torch raises AttributeError for an unknown op
@@ -67,13 +72,69 @@ def ensure_torchvision_importable() -> str:
         if "torchvision::" not in str(err) or "does not exist" not in str(err):
             raise
         _forget_partial_torchvision()
-        for name, schema in _MISSING_SCHEMAS.items():
-            if not _op_defined(name):
-                torch.library.define(f"torchvision::{name}", schema)
+        _define_missing_schemas()
         import torchvision  # noqa: F401,F811
 
-        log.debug("torchvision imported after registering schemas for %s", sorted(_MISSING_SCHEMAS))
+        import logging
+
+        logging.getLogger(__name__).debug("torchvision imported after registering schemas for %s", sorted(_MISSING_SCHEMAS))
         _status = "patched"
         return _status
     _status = "ok"
     return _status
+
+
+def _define_missing_schemas() -> None:
+    import torch
+
+    for name, schema in _MISSING_SCHEMAS.items():
+        if not _op_defined(name):
+            torch.library.define(f"torchvision::{name}", schema)
+
+
+def _cuda_wheel_next_to_cpu_torch(spec: object) -> bool:
+    """Will torchvision's extension fail to load? A ``+cuXXX`` torchvision next to a CUDA-less torch.
+
+    Read from torchvision's ``version.py`` as text: importing torchvision is what fails.
+    """
+    import re
+    from pathlib import Path
+
+    import torch
+
+    origin = getattr(spec, "origin", None)
+    if torch.version.cuda is not None or not origin:
+        return False
+    version = Path(origin).with_name("version.py")
+    try:
+        text = version.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+    return bool(found and "+cu" in found.group(1))
+
+
+class _TorchvisionFinder:
+    """A meta path finder: registers the missing schemas right before torchvision is imported, then
+    steps aside. (No ``importlib.abc`` base: importing it costs ~45 ms at every interpreter start.)"""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname != "torchvision":
+            return None
+        import importlib.machinery
+
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TorchvisionFinder)]
+        spec = importlib.machinery.PathFinder.find_spec(fullname)
+        if spec is not None and _cuda_wheel_next_to_cpu_torch(spec):
+            _define_missing_schemas()
+            import logging
+
+            logging.getLogger(__name__).debug("registered torchvision schemas %s before its import", sorted(_MISSING_SCHEMAS))
+        return None  # the normal finders import it
+
+
+def install_import_hook() -> None:
+    """Make a later ``import torchvision`` work in this interpreter (the venv's ``.pth`` calls this)."""
+    if "torchvision" in sys.modules or any(isinstance(f, _TorchvisionFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _TorchvisionFinder())

@@ -71,7 +71,10 @@ def setup_logging() -> None:
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--deepspeed", required=True, type=Path, help="DeepSpeed JSON (infra/deepspeed/*.json)")
+    p.add_argument("--deepspeed", type=Path, default=None,
+                   help="DeepSpeed JSON (infra/deepspeed/*.json: cpu-zero0.json on a CPU, zero2.json on GPUs); "
+                        "default: none, every DeepSpeed setting from the config (train.zero_stage, "
+                        "train.precision, data.batch_size, train.grad_accum)")
     p.add_argument("--config", required=True, help="preset name (tiny, vit-b16-paper, ...) or YAML file")
     p.add_argument("--data", default=None,
                    help="corpus folder, shards folder, glob, or a text file of paths (default: data.shards)")

@@ -118,8 +118,22 @@ def save_video_encoder(state: dict[str, torch.Tensor], path: str | os.PathLike, 
     meta = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
     if video_cfg is not None:
         meta["video_config"] = json.dumps(dataclasses.asdict(video_cfg))
+    return write_safetensors(state, path, meta)
+
+
+def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """``save_file`` through a temporary name, with the permissions of any other file of the run.
+
+    safetensors creates its file 0600 whatever the umask, so teammates on a shared cluster could not
+    read an exported encoder; it gets ``0666 & ~umask`` (0644 usually) like the run's other files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
+    save_file(state, str(tmp), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp.replace(path)  # a reader never sees half a file
     return path
 

@@ -69,7 +69,7 @@ RESUMABLE_CHANGES = ("train.log_every", "train.ckpt_every", "train.keep_checkpoi
 class RunOptions:
     """What the command line adds to the experiment config."""
 
-    deepspeed_config: Path
+    deepspeed_config: Path | None  # None: every DeepSpeed setting from the experiment config
     data: str
     output: Path
     resume: bool = False
@@ -149,8 +149,14 @@ def init_distributed(local_rank: int | None) -> tuple[DistEnv, Any]:
     return DistEnv(dist.get_rank(), dist.get_world_size(), local, device), deepspeed
 
 
-def load_ds_json(path: Path) -> dict[str, Any]:
-    """The DeepSpeed JSON as a dict; :class:`RunSetupError` naming the file when it cannot be read."""
+def load_ds_json(path: Path | None) -> dict[str, Any]:
+    """The DeepSpeed JSON as a dict; :class:`RunSetupError` naming the file when it cannot be read.
+
+    No file is an empty JSON: every value is ``"auto"``, i.e. taken from the experiment config
+    (``train.zero_stage``, ``train.precision``, ``data.batch_size``, ``train.grad_accum``).
+    """
+    if path is None:
+        return {}
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -25,7 +25,14 @@ _INLINE_COMMENT = re.compile(r"\s+#.*$")
 
 
 class BadVideoRef(ValueError):
-    """A line that is neither a YouTube video ID nor a YouTube video URL."""
+    """A line that is neither a YouTube video ID nor a YouTube video URL.
+
+    ``str()`` names the text; ``reason`` is the rest, for messages that show the text already.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r}: {reason}")
+        self.text, self.reason = text, reason
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,8 @@ def parse_video_ref(line: str) -> str:
     if found is not None and VIDEO_ID.match(found):
         return found
     if found is not None:
-        raise BadVideoRef(f"{text!r}: the URL names video {found!r}, which is not 11 characters of "
-                          "A-Z a-z 0-9 _ -")
-    raise BadVideoRef(f"{text!r}: not a YouTube video ID (11 characters of A-Z a-z 0-9 _ -) nor a "
+        raise BadVideoRef(text, f"the URL names video {found!r}, which is not 11 characters of A-Z a-z 0-9 _ -")
+    raise BadVideoRef(text, "not a YouTube video ID (11 characters of A-Z a-z 0-9 _ -) nor a "
                       "youtube.com/watch?v=, youtu.be/, /shorts/ or /embed/ URL")
 
 
@@ -152,7 +158,7 @@ def read_id_list(path: str | Path) -> tuple[list[str], list[BadRef]]:
         try:
             video_id = parse_video_ref(value)
         except BadVideoRef as exc:
-            bad.append(BadRef(number, value, str(exc)))
+            bad.append(BadRef(number, value, exc.reason))  # the text is shown next to it already
             continue
         if video_id in ids:
             bad.append(BadRef(number, value, f"video {video_id} already on line {ids[video_id]}; kept the first",

@@ -324,7 +324,7 @@ def _job_for(ref: str | dict[str, Any]) -> _Job:
     if isinstance(ref, dict):
         vid = str(ref.get("id") or "")
         if not _SAFE_ID.match(vid):
-            raise BadVideoRef(f"info dict id {vid!r}: not a usable video id (letters, digits, _ - .)")
+            raise BadVideoRef(str(vid), "the info dict id is not a usable video id (letters, digits, _ - .)")
         info = {k: v for k, v in ref.items() if not k.startswith("__")}  # e.g. __info_path
         info.pop(SUMMARY_KEY, None)
         url = info.get("webpage_url") or (f"https://www.youtube.com/watch?v={vid}" if VIDEO_ID.match(vid) else vid)

@@ -27,10 +27,10 @@ import tempfile
 from pathlib import Path
 
 from tvts_train.eval.clips import FRAME_ORDERS, ClipConfig, ManifestError
-from tvts_train.eval.datasets import ADAPTERS, iter_splits, read_dataset, write_manifest
+from tvts_train.eval.datasets import ADAPTERS, adapters_for, iter_splits, read_dataset, write_manifest
 from tvts_train.eval.features import resolve_video_config
 from tvts_train.eval.pictures import write_pictures
-from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, paper_reference, run_protocol
+from tvts_train.eval.protocols import PROTOCOLS, EvalRequest, Protocol, run_protocol
 from tvts_train.model import CheckpointMismatch
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,16 @@ EXIT_USAGE = 2  # a bad input, named in one line (as tvts_train.cli)
 EVAL_HELP = "downstream evaluations of an exported video encoder"
 
 
-def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_common_arguments(parser: argparse.ArgumentParser, protocol: Protocol) -> None:
     parser.add_argument("--encoder", required=True, type=Path,
                         help="video_encoder.safetensors, or the run folder that holds it")
     parser.add_argument("--config", default=None,
                         help="preset name or YAML path of the encoder (default: the file's stored video_config)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--manifest", type=Path, help="CSV/JSONL/Parquet with video_path, label[, split]")
-    source.add_argument("--dataset", choices=sorted(ADAPTERS),
+    source.add_argument("--manifest", type=Path,
+                        help=f"CSV/JSONL/Parquet with the columns video_path, {protocol.column} and split "
+                             "(train / val / test); relative paths are read from the manifest's folder")
+    source.add_argument("--dataset", choices=adapters_for(protocol.column),
                         help="read a benchmark's official files instead of a manifest (with --root)")
     parser.add_argument("--root", type=Path, default=None, help="with --dataset: the dataset's folder")
     parser.add_argument("--dataset-split", type=int, default=None, metavar="N",
@@ -74,7 +76,7 @@ def add_protocol_parsers(eval_parser: argparse.ArgumentParser) -> None:
     protocols = eval_parser.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
     for protocol in PROTOCOLS.values():
         parser = protocols.add_parser(protocol.name, help=protocol.help, description=protocol.help)
-        _add_common_arguments(parser)
+        _add_common_arguments(parser, protocol)
         protocol.add_arguments(parser)
         parser.set_defaults(func=run_eval_command)
     add_manifest_command(protocols)
@@ -143,13 +145,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
         log.error("%s", err)
         return EXIT_USAGE
     try:
-        result = run_protocol(protocol.name, request, options)
+        result = run_protocol(protocol.name, request, options, dataset=dataset["name"] if dataset else None)
     except (ManifestError, FileNotFoundError, CheckpointMismatch) as err:
         log.error("%s", err)
         return EXIT_USAGE
     if dataset is not None:
         result["dataset"] = dataset
-        result["paper"] = paper_reference(protocol.name, dataset["name"])  # that dataset's number
     return emit_result(result, args.out)
 
 

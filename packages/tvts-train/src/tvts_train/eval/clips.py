@@ -68,7 +68,15 @@ class Manifest:
             return list(self.videos)
         if split not in SPLITS:
             raise ManifestError(f"{self.source}: unknown split {split!r}; expected one of {SPLITS}")
+        require_split_column(self.source, [v.split for v in self.videos], split)
         return [v for v in self.videos if v.split == split]
+
+
+def require_split_column(source: Path, splits: list[str | None], wanted: str) -> None:
+    """A protocol that reads split ``wanted`` needs a ``split`` column; say so instead of "no videos"."""
+    if splits and all(s is None for s in splits):
+        raise ManifestError(f"{source}: no 'split' column (or every cell of it empty), and this protocol reads "
+                            f"split {wanted!r}: add a split column with {'/'.join(SPLITS)} per row")
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

@@ -237,13 +237,20 @@ class Adapter:
     name: str
     read: Callable[[Path, int | None], DatasetRows]
     splits: tuple[int, ...] = ()  # the official numbered splits (--split N), if any
+    column: str = "label"  # what its rows carry: "label" (classification) or "caption" (text retrieval)
 
 
 ADAPTERS: dict[str, Adapter] = {a.name: a for a in (
     Adapter("ssv2", _ssv2), Adapter("k400", _k400), Adapter("ucf101", _ucf101, (1, 2, 3)),
-    Adapter("hmdb51", _hmdb51, (1, 2, 3)), Adapter("msrvtt", _msrvtt), Adapter("didemo", _didemo),
-    Adapter("msvd", _msvd), Adapter("lsmdc", _lsmdc),
+    Adapter("hmdb51", _hmdb51, (1, 2, 3)), Adapter("msrvtt", _msrvtt, column="caption"),
+    Adapter("didemo", _didemo, column="caption"), Adapter("msvd", _msvd, column="caption"),
+    Adapter("lsmdc", _lsmdc, column="caption"),
 )}
+
+
+def adapters_for(column: str) -> list[str]:
+    """The adapters whose rows a protocol reading ``column`` ("label" / "caption") can use."""
+    return sorted(name for name, adapter in ADAPTERS.items() if adapter.column == column)
 
 
 def read_dataset(name: str, root: str | Path, split: int | None = None) -> DatasetRows:

@@ -395,14 +395,12 @@ def finetune(
 
 def save_classifier(model: VideoClassifier, classes: tuple[str, ...], cfg: FinetuneConfig, path: Path) -> Path:
     """Weights (``encoder.*``, ``head.*``) plus the encoder config and class names as metadata."""
-    from safetensors.torch import save_file
+    from tvts_train.export import write_safetensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": CLASSIFIER_FORMAT, "video_config": json.dumps(asdict(model.encoder.cfg)),
             "classes": json.dumps(list(classes)), "finetune_config": json.dumps(asdict(cfg))}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
+    path = write_safetensors(state, path, meta)
     log.info("saved the fine-tuned classifier to %s", path)
     return path
 

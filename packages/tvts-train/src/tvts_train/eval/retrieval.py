@@ -5,7 +5,7 @@ query itself excluded. R@K is the share of queries with at least one video of th
 their K most similar videos. Queries whose class has no other video count as misses (they stay in the
 denominator, as in an all-vs-all evaluation of the whole val set).
 
-The similarity matrix is built ``chunk_size`` queries at a time: at SSV2 scale (24,776 videos) the
+The similarity matrix is built ``chunk_size`` queries at a time: at SSV2 scale (24,777 videos) the
 full matrix would be 2.5 GB in fp32, a chunk of 1,024 rows is 100 MB.
 """
 

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from tvts_train.config import OptimConfig, TextConfig, list_presets, load_config
 from tvts_train.eval.clips import (
     SPLITS, ClipConfig, LabelledVideo, ManifestError, _read_rows, _split_of, decode_train_frames, normalise,
+    require_split_column,
     try_decode,
 )
 from tvts_train.eval.features import default_device, encode_videos, load_video_encoder
@@ -120,6 +121,8 @@ class CaptionManifest:
         """The rows of one split (``None``: every row), videos in first-appearance order."""
         if split is not None and split not in SPLITS:
             raise ManifestError(f"{self.source}: unknown split {split!r}; expected one of {SPLITS}")
+        if split is not None:
+            require_split_column(self.source, [row_split for _, _, row_split in self.rows], split)
         index: dict[Path, int] = {}
         captions, video_of = [], []
         for path, caption, row_split in self.rows:
