@@ -16,7 +16,7 @@ from tvts_data.config import FramesConfig, load_prepare_config
 from tvts_data.media import FrameReader, probe_video
 from tvts_data.runner import prepare
 from tvts_data.stages.errors import StageError
-from tvts_data.stages.frames import decode_video_windows, decode_window
+from tvts_data.stages.frames import candidate_times, decode_video_windows, decode_window
 from tvts_data.synth.timecode import paint_timecode, read_timecode
 
 FPS = 10
@@ -47,6 +47,63 @@ def _with_gap(path: Path, before_s: float, gap_s: float, after_s: float) -> Path
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def _ffmpeg_vfr(path: Path, seconds: float, rate: float, vf: str, audio_s: float | None = None) -> Path:
+    """A real H.264 file from ffmpeg: ``testsrc`` at ``rate`` through the filter ``vf``, written with the
+    timestamps the filter leaves (``-fps_mode vfr``: no frame duplicated or dropped to a constant rate)."""
+    argv = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=128x96:rate={rate}:duration={seconds}"]
+    if audio_s:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={audio_s}", "-c:a", "aac"]
+    argv += ["-vf", vf, "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bf", "2", str(path)]
+    subprocess.run(argv, check=True, timeout=120)
+    return path
+
+
+# name -> (seconds, rate, filter, audio seconds, expected (start, end) windows kept / dropped)
+VFR_CASES = {
+    # frames at (n + n//2)/25 s: intervals alternate 40 and 80 ms (phones, screen recorders)
+    "alternating_40_80ms": (20, 25, "setpts='(N+floor(N/2))/25/TB'", None),
+    # 5 of every 25 frames dropped, the others keep their times: 240 ms holes in a 25 fps stream
+    "dropped_frames": (20, 25, "select='not(between(mod(n\\,25)\\,5\\,9))',setpts=PTS", None),
+    # one frame every 2 s for 30 s
+    "slideshow_0.5fps": (30, 0.5, "setpts=PTS", None),
+}
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+@pytest.mark.parametrize("name", sorted(VFR_CASES))
+def test_variable_frame_rate_video_keeps_its_windows(tmp_path, name, decoder):
+    """The regression of issue 19: one nominal interval made a 40/80 ms stream lose every window."""
+    seconds, rate, vf, audio = VFR_CASES[name]
+    video = _ffmpeg_vfr(tmp_path / f"{name}.mp4", seconds, rate, vf, audio)
+    reader = FrameReader(video, name, 64, decoder)
+    times = reader.frame_times
+    last = times[-1]
+    windows = [_window(video, s, min(s + 4.0, last), n) for n, s in enumerate(np.arange(0.0, last - 1.0, 3.0))]
+    cfg = FramesConfig(segments=4, candidates=3, short_side=64, format="raw", decoder=decoder)
+    rows, dropped = decode_video_windows(windows, cfg)
+    assert dropped == 0 and len(rows) == len(windows)
+    for row in rows:  # each stored frame is the one on screen at its candidate time
+        wanted = candidate_times(row["starts"][0], row["ends"][-1], cfg.segments, cfg.candidates)
+        shown = reader.frame_times[reader.index_at(wanted)]
+        assert np.allclose(row["frame_times"], shown, atol=1e-4)
+        assert np.all(np.asarray(row["frame_times"]) <= wanted + 1e-4)
+
+
+def test_a_real_hole_and_the_end_of_the_stream_stay_uncovered(tmp_path):
+    # 25 fps for 4 s, then a 5 s hole, then 4 s more; audio to 20 s
+    video = _ffmpeg_vfr(tmp_path / "hole.mp4", 8, 25, "setpts='(N/25+5*gte(N\\,100))/TB'", audio_s=20)
+    reader = FrameReader(video, "hole", 64, "pyav")
+    times = reader.frame_times
+    assert times[99] == pytest.approx(3.96, abs=1e-3) and times[100] == pytest.approx(9.0, abs=1e-3)
+    probe = np.array([1.0, 3.99, 4.2, 6.0, 8.9, 9.5, 12.9, 13.2, 15.0])
+    off = reader.off_frames(probe, reader.index_at(probe))
+    assert off.tolist() == [False, False, True, True, True, False, False, True, True]
+    with pytest.raises(StageError, match="inside a gap"):
+        decode_window(reader, _window(video, 3.0, 10.0), CFG)
+    # the threshold is documented and configurable: a 5 s hold can be accepted on purpose
+    assert not reader.off_frames(probe[:5], reader.index_at(probe[:5]), gap_min_s=6.0).any()
 
 
 def _window(video: Path, start: float, end: float, n: int = 0) -> dict:

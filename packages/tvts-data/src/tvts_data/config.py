@@ -61,6 +61,11 @@ class FramesConfig:
     # Each video decodes in a helper process killed after this many seconds ("decode_timeout"): a
     # decoder stuck on a damaged file never stalls a worker. None: decode in-process, no deadline.
     decode_timeout_s: float | None = 600.0
+    # A hole between two frames is a gap (windows over it are dropped as window_outside_frames) when it
+    # is longer than gap_factor x the stream's own frame intervals around it and than gap_min_s. Frames
+    # held for a while (variable frame rate, dropped frames, slideshows) show what is on screen.
+    gap_factor: float = 4.0
+    gap_min_s: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from tvts_data.stages.errors import StageError
 
 log = logging.getLogger(__name__)
 
+LOCAL_SPAN = 9  # frame intervals over which FrameReader.local_intervals takes the stream's own pace
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -102,12 +104,37 @@ class FrameReader:
         idx = np.searchsorted(self.frame_times, np.asarray(t) + 1e-6, side="right") - 1
         return np.clip(idx, 0, len(self.frame_times) - 1)
 
-    def off_frames(self, t: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Which requested times ``t`` the frames ``idx`` do not show: the frame would be more than one
-        frame interval old (past the last frame, inside a gap of the stream) or not shown yet (before
-        the first frame). ``index_at`` clamps such times; they must never be stored."""
-        age = np.asarray(t) - self.frame_times[idx]
-        return (age > 1.01 * self.frame_interval + 1e-6) | (age < -1e-3)
+    def local_intervals(self) -> np.ndarray:
+        """(N-1,) the stream's own frame interval around each hole between frames: the median of the
+        ``LOCAL_SPAN`` intervals centred on it (a variable-frame-rate stream changes its pace)."""
+        gaps = np.diff(self.frame_times)
+        if len(gaps) <= LOCAL_SPAN:
+            return np.full(len(gaps), np.median(gaps) if len(gaps) else np.inf)
+        half = LOCAL_SPAN // 2
+        padded = np.pad(gaps, half, mode="edge")
+        return np.median(np.lib.stride_tricks.sliding_window_view(padded, LOCAL_SPAN), axis=1)
+
+    def off_frames(self, t: np.ndarray, idx: np.ndarray, gap_factor: float = 4.0,
+                   gap_min_s: float = 0.5) -> np.ndarray:
+        """Which requested times ``t`` the frames ``idx`` (from ``index_at``) do not show.
+
+        A time is covered when the frame on screen at that moment is a real frame of the stream: the
+        next frame has not started yet, and the hole up to it is not a gap. A gap is a hole longer than
+        ``gap_factor`` x the stream's own intervals around it (``local_intervals``) and longer than
+        ``gap_min_s``: frames held at 40/80 ms (VFR), a 2 s slideshow frame or a few dropped frames are
+        covered; a 5 s hole in a 25 fps stream is not. Before the first frame and more than one interval
+        past the last frame stay uncovered. ``index_at`` clamps such times; they must never be stored.
+        """
+        t, idx, times = np.asarray(t, dtype=np.float64), np.asarray(idx), self.frame_times
+        off = t < times[0] - 1e-3
+        if len(times) == 1:
+            return off | (t > times[0] + 1e-3)
+        local = self.local_intervals()[np.minimum(idx, len(times) - 2)]
+        inside = idx < len(times) - 1
+        hole = np.where(inside, times[np.minimum(idx + 1, len(times) - 1)] - times[idx], np.inf)
+        gap = hole > np.maximum(gap_factor * local, gap_min_s)  # the last frame: an endless hole
+        # A frame before a gap (and the last frame) still shows for one of its stream's intervals.
+        return off | (gap & (t - times[idx] > 1.01 * local + 1e-6))
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         """(N, H, W, 3) uint8 frames at these indices, in the order asked."""

@@ -42,7 +42,7 @@ def decode_window(reader: FrameReader, window: dict[str, Any], cfg: FramesConfig
     """One window's shard row; StageError when a requested time has no frame (never a frozen copy)."""
     times = candidate_times(window["starts"][0], window["ends"][-1], cfg.segments, cfg.candidates)
     idx = reader.index_at(times)
-    off = reader.off_frames(times, idx)
+    off = reader.off_frames(times, idx, cfg.gap_factor, cfg.gap_min_s)
     if off.any():
         first = int(np.argmax(off))
         raise StageError("window_outside_frames", f"window {window['window_id']}: no frame at {times[first]:.2f} s "
