@@ -83,7 +83,7 @@ def test_variable_frame_rate_video_keeps_its_windows(tmp_path, name, decoder):
     windows = [_window(video, s, min(s + 4.0, last), n) for n, s in enumerate(np.arange(0.0, last - 1.0, 3.0))]
     cfg = FramesConfig(segments=4, candidates=3, short_side=64, format="raw", decoder=decoder)
     rows, dropped = decode_video_windows(windows, cfg)
-    assert dropped == 0 and len(rows) == len(windows)
+    assert dropped == {} and len(rows) == len(windows)
     for row in rows:  # each stored frame is the one on screen at its candidate time
         wanted = candidate_times(row["starts"][0], row["ends"][-1], cfg.segments, cfg.candidates)
         shown = reader.frame_times[reader.index_at(wanted)]
@@ -130,7 +130,7 @@ def test_a_window_past_the_last_frame_is_dropped_not_frozen(tmp_path, decoder):
     rows, dropped = decode_video_windows([_window(video, 0.5, 3.5, 0), _window(video, 2.0, 6.0, 1)],
                                          FramesConfig(segments=4, candidates=3, short_side=64, format="raw",
                                                       decoder=decoder))
-    assert dropped == 1 and [r["window_index"] for r in rows] == [0]
+    assert dropped == {"window_outside_frames": 1} and [r["window_index"] for r in rows] == [0]
     assert max(rows[0]["frame_times"]) < 3.5
 
 
@@ -166,6 +166,37 @@ def test_prepare_never_cuts_windows_past_the_video_stream(tmp_path):
     assert max(r["frame_times"][-1] for r in rows) < 6.0
     windows = pq.read_table(next((tmp_path / "out" / "windows").glob("*.parquet"))).to_pylist()
     assert max(w["start"] for r in windows for t in r["words"] for w in t) < 6.0
+
+
+def test_prepare_keeps_vfr_windows_and_accounts_for_every_planned_window(tmp_path):
+    """End to end: a 40/80 ms VFR video keeps every window; one with a 5 s hole loses only those over it;
+    stats.json says where each planned window went, per kind."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _ffmpeg_vfr(src / "vidVFRVFRVFR.mp4", 8, 25, "setpts='(N+floor(N/2))/25/TB'")  # 12 s of frames
+    _ffmpeg_vfr(src / "vidHOLEHOLEH.mp4", 8, 25, "setpts='(N/25+5*gte(N\\,100))/TB'")  # frames 0-4 s, 9-13 s
+    words = [Word(f"w{i}", 0.1 + 0.5 * i, 0.1 + 0.5 * i + 0.3) for i in range(24)]  # to 12 s
+    for vid in ("vidVFRVFRVFR", "vidHOLEHOLEH"):
+        (src / f"{vid}.en.json3").write_text(write_json3(words))
+    cfg = load_prepare_config(None, ["windows.K=2", "windows.lengths=[1.0]", "windows.gap=0.5", "windows.stride=0.5",
+                                     "frames.segments=4", "frames.candidates=1", "frames.short_side=64",
+                                     "run.engine=local"])
+    result = prepare(src, tmp_path / "out", cfg)
+    rows = [r for p in sorted((tmp_path / "out" / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    accounting = result.stats["window_accounting"]
+    assert accounting["adds_up"] and accounting["stored"] == len(rows) == result.stats["windows"]
+    windows = [w for p in (tmp_path / "out" / "windows").glob("*.parquet") for w in pq.read_table(p).to_pylist()]
+    cut = {vid: sum(w["video_id"] == vid for w in windows) for vid in ("vidVFRVFRVFR", "vidHOLEHOLEH")}
+    stored = {vid: sum(r["video_id"] == vid for r in rows) for vid in cut}
+    assert stored["vidVFRVFRVFR"] == cut["vidVFRVFRVFR"] > 10  # nothing good thrown away
+    lost = accounting["dropped"]["window_outside_frames"]
+    assert 0 < lost == cut["vidHOLEHOLEH"] - stored["vidHOLEHOLEH"] and stored["vidHOLEHOLEH"] > 0
+    for r in rows:
+        if r["video_id"] == "vidHOLEHOLEH":  # no stored window reaches into the hole
+            assert r["ends"][-1] <= 4.05 or r["starts"][0] >= 9.0
+    from tvts_data.cli import summary_table
+
+    assert f"= {len(rows)} stored + " in summary_table(result.stats)
 
 
 def _stuck(seconds: float) -> str:
@@ -204,4 +235,7 @@ def test_a_stuck_decoder_never_stalls_the_run(tmp_path, monkeypatch):
     result = prepare(src, tmp_path / "out", cfg)
     assert result.stats["errors"]["frames"] == {"decode_timeout": 1}
     rows = [r for p in sorted((tmp_path / "out" / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    accounting = result.stats["window_accounting"]
+    assert accounting["adds_up"] and accounting["stored"] == len(rows)
+    assert accounting["dropped"]["decode_timeout"] == accounting["planned"] - len(rows) > 0
     assert rows and {r["video_id"] for r in rows} == {"vidBBBBBBBB"}

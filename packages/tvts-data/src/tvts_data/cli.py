@@ -32,7 +32,12 @@ def summary_table(stats: dict) -> str:
     videos = ", ".join(f"{n} {status}" for status, n in sorted(stats["videos"].items())) or "none"
     lines.append(f"videos: {videos}   windows in shards: {stats['windows']}   "
                  f"frame bytes: {stats['frames_bytes'] / 2**20:.1f} MiB")
-    if stats.get("window_filters"):
+    accounting = stats.get("window_accounting")
+    if accounting:
+        drops = ", ".join(f"{n} {kind}" for kind, n in accounting["dropped"].items()) or "none dropped"
+        check = "" if accounting["adds_up"] else "  (does NOT add up: run `tvts-data retry-failed` or report it)"
+        lines.append(f"windows planned: {accounting['planned']} = {accounting['stored']} stored + {drops}{check}")
+    elif stats.get("window_filters"):
         lines.append(f"window filters: {stats['window_filters']}")
     return "\n".join(lines)
 

@@ -349,6 +349,32 @@ def local_shards(corpus: Corpus) -> list[dict[str, Any]]:
              "bytes": p.stat().st_size} for p in (sorted(d.glob("shard-*.parquet")) if d.exists() else [])]
 
 
+def window_accounting(corpus: Corpus, stored: int) -> dict[str, Any]:
+    """Where every planned window went: ``planned == stored + sum(dropped.values())`` when it adds up.
+
+    Planned: the windows stage's candidates. Dropped, per kind: its filters (``min_words``), the frames
+    stage's per-window drops (``window_outside_frames``) and, for a video whose frames stage failed
+    as a whole (``video_unreadable``, ``decode_timeout``), every window it had. Each video counts once,
+    by its latest ledger row per stage (a retried video is not counted twice).
+    """
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in read_ledger(corpus):
+        if row["stage"] in ("windows", "frames"):
+            latest[(row["video_id"], row["stage"])] = row
+    planned, dropped = 0, Counter()
+    for (video_id, stage), row in latest.items():
+        details = json.loads(row["details"]) if row["details"] else {}
+        if stage == "windows" and row["status"] == "ok":
+            planned += details.get("candidates", 0)
+        dropped.update({k.removeprefix("dropped_"): v for k, v in details.items()
+                        if k.startswith("dropped_") and isinstance(v, int) and row["status"] == "ok"})
+        if stage == "frames" and row["status"] == "error":
+            cut = latest.get((video_id, "windows"))
+            dropped[row["error_kind"]] += (cut["outputs"] or 0) if cut and cut["status"] == "ok" else 0
+    return {"planned": planned, "stored": stored, "dropped": dict(sorted(dropped.items())),
+            "adds_up": planned == stored + sum(dropped.values())}
+
+
 def summarise(corpus: Corpus, shard_list: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Counts from the ledger and the shard list (``shard_list``: that of a published corpus, else the
     folder's own)."""
@@ -364,6 +390,7 @@ def summarise(corpus: Corpus, shard_list: list[dict[str, Any]] | None = None) ->
             details = json.loads(row["details"])
             filters.update({k: v for k, v in details.items() if isinstance(v, int) and k != "frames"})
     shard_list = local_shards(corpus) if shard_list is None else shard_list
+    stored = sum(s["rows"] for s in shard_list)
     # A rejected input line (a bad ID, a duplicate, an unreadable info JSON) is not a video.
     latest = [r for r in latest_status(corpus).values() if r["stage"] != "input"]
     finals = Counter(r["status"] if r["stage"] == "frames" or r["status"] != "ok" else "incomplete" for r in latest)
@@ -374,7 +401,8 @@ def summarise(corpus: Corpus, shard_list: list[dict[str, Any]] | None = None) ->
         "stages": {s: dict(c) for s, c in per_stage.items()},
         "errors": {s: dict(c) for s, c in errors.items()},
         "window_filters": dict(filters),
-        "windows": sum(s["rows"] for s in shard_list),
+        "window_accounting": window_accounting(corpus, stored),
+        "windows": stored,
         "frames_bytes": sum(s["bytes"] for s in shard_list),
         "shards": shard_list,
     }

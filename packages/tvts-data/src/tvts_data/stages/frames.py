@@ -63,12 +63,14 @@ def decode_window(reader: FrameReader, window: dict[str, Any], cfg: FramesConfig
     return row
 
 
-def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -> tuple[list[dict[str, Any]], int]:
-    """Shard rows for the windows of one video (one decoder opened per video), in window order, and how
-    many windows could not be decoded. A window past the end of a truncated file is dropped and counted,
-    the others are kept; a video none of whose windows decode raises StageError("video_unreadable")."""
+def decode_video_windows(windows: Sequence[dict[str, Any]],
+                         cfg: FramesConfig) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Shard rows for the windows of one video (one decoder opened per video), in window order, and the
+    windows that could not be decoded, counted by error kind. A window past the end of a truncated file
+    is dropped and counted, the others are kept; a video none of whose windows decode raises the first
+    window's StageError."""
     if not windows:
-        return [], 0
+        return [], {}
     first = windows[0]
     hang_if_asked(first["video_id"])
     if cfg.candidates % 2 == 0:
@@ -87,4 +89,7 @@ def decode_video_windows(windows: Sequence[dict[str, Any]], cfg: FramesConfig) -
         reader.close()
     if not rows and failures:
         raise failures[0]
-    return rows, len(failures)
+    dropped: dict[str, int] = {}
+    for exc in failures:
+        dropped[exc.kind] = dropped.get(exc.kind, 0) + 1
+    return rows, dropped

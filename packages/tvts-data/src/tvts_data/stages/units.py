@@ -150,11 +150,13 @@ def run_frames(corpus: Corpus, chunk: int, cfg: PrepareConfig) -> list[dict[str,
     with DecodeHelper() as helper:
         def apply(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             if timeout is None:
-                rows, undecodable = decode_video_windows(group, cfg.frames)
+                rows, dropped = decode_video_windows(group, cfg.frames)
             else:
-                rows, undecodable = helper.call(decode_video_windows, (group, cfg.frames), timeout,
-                                                f"video {group[0]['video_id']}")
-            return rows, {"frames": sum(len(r["frames"]) for r in rows), "windows_undecodable": undecodable}
+                rows, dropped = helper.call(decode_video_windows, (group, cfg.frames), timeout,
+                                            f"video {group[0]['video_id']}")
+            # "dropped_<kind>" as the windows stage counts its filters: stats.json adds them up per kind
+            return rows, {"frames": sum(len(r["frames"]) for r in rows),
+                          **{f"dropped_{kind}": n for kind, n in sorted(dropped.items())}}
 
         outputs, ledger = apply_per_video("frames", chunk, _by_video(windows), apply)
     write_shards(corpus, chunk, outputs, cfg)
