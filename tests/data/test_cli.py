@@ -105,3 +105,21 @@ def test_default_yaml_lists_every_key_with_its_default():
         fields = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
         assert set(written[section.name]) == fields, section.name
     assert load_prepare_config(path) == defaults  # and the values are the defaults
+
+
+def test_every_config_key_is_documented_in_data_md():
+    """docs/data.md names every key of default.yaml: as `section.key` in the config table, or as `key`
+    in its section's own prose or table ("YouTube download" for download.*, the ASR paragraph for asr.*)."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    written = yaml.safe_load((root / "infra" / "data" / "default.yaml").read_text())
+    doc = (root / "docs" / "data.md").read_text()
+    sections = {"download": doc.split("## YouTube download", 1)[1].split("\n## ", 1)[0],
+                "asr": doc[doc.index("ASR (`asr.*`)"):].split("\n\n", 1)[0]}
+    named = set(re.findall(r"`([A-Za-z_.]+)`", doc))
+    missing = [f"{section}.{key}" for section, keys in written.items() for key in keys
+               if f"{section}.{key}" not in named and f"`{key}`" not in sections.get(section, "")]
+    assert not missing, f"keys of default.yaml missing from docs/data.md: {missing}"
