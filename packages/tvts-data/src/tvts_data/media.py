@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -104,9 +105,11 @@ class FrameReader:
         idx = np.searchsorted(self.frame_times, np.asarray(t) + 1e-6, side="right") - 1
         return np.clip(idx, 0, len(self.frame_times) - 1)
 
+    @cached_property
     def local_intervals(self) -> np.ndarray:
         """(N-1,) the stream's own frame interval around each hole between frames: the median of the
-        ``LOCAL_SPAN`` intervals centred on it (a variable-frame-rate stream changes its pace)."""
+        ``LOCAL_SPAN`` intervals centred on it (a variable-frame-rate stream changes its pace). Computed
+        once per video: every window of it asks."""
         gaps = np.diff(self.frame_times)
         if len(gaps) <= LOCAL_SPAN:
             return np.full(len(gaps), np.median(gaps) if len(gaps) else np.inf)
@@ -129,7 +132,7 @@ class FrameReader:
         off = t < times[0] - 1e-3
         if len(times) == 1:
             return off | (t > times[0] + 1e-3)
-        local = self.local_intervals()[np.minimum(idx, len(times) - 2)]
+        local = self.local_intervals[np.minimum(idx, len(times) - 2)]
         inside = idx < len(times) - 1
         hole = np.where(inside, times[np.minimum(idx + 1, len(times) - 1)] - times[idx], np.inf)
         gap = hole > np.maximum(gap_factor * local, gap_min_s)  # the last frame: an endless hole
